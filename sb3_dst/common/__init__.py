@@ -1,0 +1,1 @@
+"""Code shared by the DST algorithms: the topology engine, masks, policies' sparsification and the callback."""

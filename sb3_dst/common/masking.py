@@ -1,0 +1,62 @@
+"""Masks on ``nn.Linear`` layers: creation as registered buffers, lookup, and masked optimizer steps.
+
+A sparse layer is an ordinary ``nn.Linear`` carrying a float buffer ``weight_mask`` of the weight's shape.
+Being a buffer, the mask is part of ``state_dict()``: it is copied to target networks with the weights,
+saved and loaded by Stable-Baselines3, and moved with ``.to(device)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch as th
+from torch import nn
+
+from sb3_dst.common.topology import random_mask
+
+MASK_NAME = "weight_mask"
+
+__all__ = ["MASK_NAME", "add_mask", "apply_masks", "masked_step", "sparse_linears"]
+
+
+def add_mask(layer: nn.Linear, n_connections: int) -> None:
+    """Give ``layer`` an Erdős–Rényi topology with exactly ``n_connections`` connections and mask its weight.
+
+    The positions are drawn from torch's global random generator, so a seeded model is reproducible.
+    """
+    mask = random_mask(layer.weight.shape, n_connections, dtype=layer.weight.dtype).to(layer.weight.device)
+    layer.register_buffer(MASK_NAME, mask)
+    with th.no_grad():
+        layer.weight.mul_(mask)
+
+
+def sparse_linears(module: nn.Module) -> list[nn.Linear]:
+    """The sparse layers of ``module`` (``nn.Linear`` with a ``weight_mask`` buffer), in registration order."""
+    return [m for m in module.modules() if isinstance(m, nn.Linear) and hasattr(m, MASK_NAME)]
+
+
+def apply_masks(layers: Sequence[nn.Linear]) -> None:
+    """Zero every weight outside its layer's mask."""
+    if layers:
+        with th.no_grad():
+            th._foreach_mul_([layer.weight for layer in layers], [getattr(layer, MASK_NAME) for layer in layers])
+
+
+def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Linear]) -> None:
+    """``optimizer.step()`` restricted to the existing connections of ``layers``.
+
+    Gradients of absent weights are zeroed before the step, so they never enter the optimizer's moments, and
+    the weights are masked again after it, so decoupled weight decay or any other update cannot revive them.
+    """
+    if layers:
+        grads = [layer.weight.grad for layer in layers]
+        if all(g is not None for g in grads):
+            with th.no_grad():
+                th._foreach_mul_(grads, [getattr(layer, MASK_NAME) for layer in layers])  # type: ignore[arg-type]
+    optimizer.step()
+    apply_masks(layers)
+
+
+def count_connections(layers: Iterable[nn.Linear]) -> int:
+    """Total number of connections in ``layers`` (mask entries equal to 1)."""
+    return int(sum(int(getattr(layer, MASK_NAME).sum()) for layer in layers))

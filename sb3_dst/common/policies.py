@@ -1,0 +1,87 @@
+"""Sparse-topology initialisation shared by the TD3 and SAC policies (Algorithm 1, L2-L4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from sb3_dst.common.masking import add_mask
+from sb3_dst.common.topology import er_connection_count, er_lambdas_for_sparsity
+
+#: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d).
+DEFAULT_ER_LAMBDA: tuple[float, ...] = (7.0, 64.0)
+
+#: The paper's network: two hidden layers of 256 units for actor and critics.
+DEFAULT_NET_ARCH: list[int] = [256, 256]
+
+ErLambda = float | Sequence[float] | None
+
+
+def linear_layers(module: nn.Module) -> list[nn.Linear]:
+    """The ``nn.Linear`` layers of ``module`` in order."""
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+class SparseTopologyMixin:
+    """Adds Erdős–Rényi masks to the MLP layers an SB3 policy builds.
+
+    Each network (the actor, each Q-network of the critic) is sparsified on its own: hidden layers always,
+    the output layer(s) when ``sparse_output_layer`` is set. Biases stay dense.
+
+    :param er_lambda: λ per sparse layer (one number for all of them). Layer l gets exactly
+        ``round(λ_l (n_in + n_out))`` connections (Eq. 1). Defaults to the paper's (7, 64).
+    :param sparsity: instead of λ, the fraction of zero weights each network's sparse layers should have;
+        one λ is then shared by the layers of a network and solved for that budget, layers that would be
+        denser than full being made dense (see :func:`~sb3_dst.common.topology.er_lambdas_for_sparsity`).
+    :param sparse_output_layer: also sparsify output layers (the paper keeps them dense).
+    """
+
+    er_lambda: ErLambda
+    sparsity: float | None
+    sparse_output_layer: bool
+
+    def _init_topology(self, er_lambda: ErLambda, sparsity: float | None, sparse_output_layer: bool) -> None:
+        if er_lambda is not None and sparsity is not None:
+            raise ValueError("Pass either er_lambda or sparsity, not both")
+        if sparsity is not None and not 0.0 <= float(sparsity) < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+        self.er_lambda = er_lambda
+        self.sparsity = None if sparsity is None else float(sparsity)
+        self.sparse_output_layer = bool(sparse_output_layer)
+
+    def _topology_kwargs(self) -> dict:
+        return dict(er_lambda=self.er_lambda, sparsity=self.sparsity, sparse_output_layer=self.sparse_output_layer)
+
+    def _lambdas(self, shapes: Sequence[tuple[int, int]], network: str) -> list[float]:
+        """λ for each of ``shapes`` (the sparse layers of ``network``), validated."""
+        if self.sparsity is not None:
+            return er_lambdas_for_sparsity(shapes, self.sparsity)
+        er_lambda = DEFAULT_ER_LAMBDA if self.er_lambda is None else self.er_lambda
+        if isinstance(er_lambda, (int, float)):
+            return [float(er_lambda)] * len(shapes)
+        lambdas = [float(x) for x in er_lambda]
+        if len(lambdas) != len(shapes):
+            what = "hidden and output" if self.sparse_output_layer else "hidden"
+            default = " (the default er_lambda is the paper's, for two hidden layers)" if self.er_lambda is None else ""
+            raise ValueError(
+                f"er_lambda has {len(lambdas)} values{default} but the {network} has {len(shapes)} sparse "
+                f"({what}) layers {list(shapes)}: give one λ per sparse layer, one number for all, or `sparsity=`"
+            )
+        return lambdas
+
+    def _sparsify(self, network: str, hidden: Sequence[nn.Linear], output: Sequence[nn.Linear]) -> None:
+        """Mask the sparse layers of one network (Algorithm 1, L3-L4)."""
+        layers = list(hidden) + (list(output) if self.sparse_output_layer else [])
+        if not layers:
+            return
+        shapes = [(layer.in_features, layer.out_features) for layer in layers]
+        # Several output heads (SAC's mu and log_std) share the last λ.
+        n_heads = len(output) if self.sparse_output_layer else 0
+        lambda_shapes = shapes[: len(shapes) - n_heads + (1 if n_heads else 0)]
+        lambdas = self._lambdas(lambda_shapes, network)
+        lambdas += [lambdas[-1]] * (len(shapes) - len(lambdas))
+        for i, (layer, lam) in enumerate(zip(layers, lambdas, strict=False)):
+            n_in, n_out = shapes[i]
+            k = er_connection_count(n_in, n_out, lam, layer=f"{network} layer {i}")
+            add_mask(layer, k)

@@ -1,0 +1,203 @@
+"""Sparse-topology engine: pure tensor functions, no Stable-Baselines3 import.
+
+Symbols follow Sokar et al., "Dynamic Sparse Training for Deep Reinforcement Learning":
+
+- λ (``er_lambda``): Erdős–Rényi density parameter of a layer, Eq. 1.
+- η (``drop_fraction``): fraction of a layer's connections replaced at each evolution, Algorithm 2.
+- k: number of connections a target layer keeps, Algorithm 3.
+
+A *mask* is a float tensor of the weight's shape whose entries are 1 where a connection exists and 0
+elsewhere. Every function here works on one layer (one 2-D weight matrix) and never changes the number of
+connections unless that is its purpose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch as th
+
+__all__ = [
+    "drop_and_grow",
+    "er_connection_count",
+    "er_lambdas_for_sparsity",
+    "prune_to_k",
+    "random_mask",
+    "reset_optimizer_state",
+]
+
+
+def er_connection_count(n_in: int, n_out: int, er_lambda: float, *, layer: str = "layer") -> int:
+    """Exact connection budget of an Erdős–Rényi layer: ``round(λ (n_in + n_out))`` (Eq. 1 times n_in·n_out).
+
+    :param n_in: fan-in n^(l-1).
+    :param n_out: fan-out n^l.
+    :param er_lambda: λ^l > 0.
+    :param layer: name used in error messages.
+    :raises ValueError: if λ ≤ 0, or if the budget exceeds the n_in·n_out possible connections.
+    """
+    if not er_lambda > 0 or not math.isfinite(er_lambda):
+        raise ValueError(f"er_lambda for {layer} must be a positive number, got {er_lambda!r}")
+    k = math.floor(er_lambda * (n_in + n_out) + 0.5)
+    if k > n_in * n_out:
+        max_lambda = n_in * n_out / (n_in + n_out)
+        raise ValueError(
+            f"er_lambda={er_lambda:g} gives {layer} ({n_in}x{n_out}) {k} connections, more than the "
+            f"{n_in * n_out} possible (density {k / (n_in * n_out):.2f} > 1). Use er_lambda <= {max_lambda:.3g} "
+            "for this layer, or pass `sparsity=` instead of `er_lambda=`."
+        )
+    return max(k, 1)
+
+
+def er_lambdas_for_sparsity(shapes: Sequence[tuple[int, int]], sparsity: float) -> list[float]:
+    """λ per layer such that the layers together hold ``(1 - sparsity)`` of their weights.
+
+    One λ is shared by all layers (the Erdős–Rényi proportions of Eq. 1); a layer whose density would
+    exceed 1 is made dense and λ is solved again for the others (the usual ERK redistribution), so the
+    total budget is met whenever it can be.
+
+    :param shapes: ``(n_in, n_out)`` of each sparse layer.
+    :param sparsity: target fraction of zero weights over these layers, in [0, 1).
+    :return: λ per layer; a dense layer gets its maximal λ ``n_in n_out / (n_in + n_out)``.
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    sizes = [n_in * n_out for n_in, n_out in shapes]
+    budget = (1.0 - sparsity) * sum(sizes)
+    dense: set[int] = set()
+    while True:
+        free = [i for i in range(len(shapes)) if i not in dense]
+        if not free:
+            break
+        remaining = budget - sum(sizes[i] for i in dense)
+        lam = remaining / sum(shapes[i][0] + shapes[i][1] for i in free)
+        over = {i for i in free if lam * (shapes[i][0] + shapes[i][1]) > sizes[i]}
+        if not over:
+            break
+        dense |= over
+    max_lambdas = [size / (n_in + n_out) for size, (n_in, n_out) in zip(sizes, shapes, strict=False)]
+    return [max_lambdas[i] if i in dense else min(lam, max_lambdas[i]) for i in range(len(shapes))]
+
+
+def random_mask(
+    shape: tuple[int, int] | th.Size, k: int, *, generator: th.Generator | None = None, dtype=th.float32
+) -> th.Tensor:
+    """A mask with exactly ``k`` connections at uniformly random positions (Algorithm 1, L3).
+
+    A full mask (``k == numel``) is built without drawing random numbers, so a full-density layer leaves
+    the random stream untouched (a dense-equivalent model then reproduces the dense algorithm exactly).
+    """
+    numel = int(shape[0]) * int(shape[1])
+    if not 0 < k <= numel:
+        raise ValueError(f"a {tuple(shape)} mask cannot hold {k} connections")
+    if k == numel:
+        return th.ones(tuple(shape), dtype=dtype)
+    mask = th.zeros(numel, dtype=dtype)
+    mask[th.randperm(numel, generator=generator)[:k]] = 1.0
+    return mask.view(tuple(shape))
+
+
+def _smallest(scores: th.Tensor, candidates: th.Tensor, count: int) -> th.Tensor:
+    """Flat indices of the ``count`` candidates with the smallest score."""
+    if count <= 0:
+        return candidates.new_zeros(0, dtype=th.long)
+    masked = th.where(candidates, scores, th.full_like(scores, math.inf))
+    return th.topk(masked, count, largest=False, sorted=False).indices
+
+
+def drop_and_grow(
+    weight: th.Tensor, mask: th.Tensor, drop_fraction: float, *, generator: th.Generator | None = None
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """Topological evolution of one layer (Algorithm 2), in place on ``weight`` and ``mask``.
+
+    Drop ``c = round(η ‖M‖₀)`` connections closest to zero: ``ceil(c/2)`` of the smallest non-negative
+    weights and ``floor(c/2)`` of the largest negative weights (when one sign has too few connections the
+    other gives the rest; exact zeros count as closest to zero). Then grow ``c`` connections at uniformly
+    random positions among those absent before the drop, with weight 0 (only if there are fewer than ``c``
+    such positions are dropped ones reused). The connection count never changes.
+
+    :param weight: 2-D weight matrix X (modified in place: dropped and grown entries become 0).
+    :param mask: float mask M of the same shape (modified in place).
+    :param drop_fraction: η in (0, 1).
+    :param generator: torch random generator for the growth positions (default: the global one).
+    :return: ``(dropped, grown, changed)``: bool tensors of the weight's shape; ``changed`` marks positions
+        whose connection appeared or disappeared (their optimizer state should be reset).
+    """
+    if not 0.0 < drop_fraction < 1.0:
+        raise ValueError(f"drop_fraction (η) must be in (0, 1), got {drop_fraction!r}")
+    flat_w = weight.detach().reshape(-1)
+    flat_m = mask.view(-1)
+    present = flat_m > 0
+    n_connections = int(present.sum())
+    c = math.floor(drop_fraction * n_connections + 0.5)
+    dropped = th.zeros_like(present)
+    grown = th.zeros_like(present)
+    if c == 0:
+        shape = weight.shape
+        return dropped.view(shape), grown.view(shape), dropped.view(shape)
+
+    # Lines 2-7: split c between the smallest positive and the largest negative weights.
+    non_negative = present & (flat_w >= 0)
+    negative = present & (flat_w < 0)
+    n_pos, n_neg = int(non_negative.sum()), int(negative.sum())
+    c_p = min((c + 1) // 2, n_pos)
+    c_n = min(c - c_p, n_neg)
+    c_p = min(c - c_n, n_pos)
+    dropped[_smallest(flat_w, non_negative, c_p)] = True
+    dropped[_smallest(-flat_w, negative, c_n)] = True
+
+    # Lines 8-10: grow the same number at random among positions absent before the drop.
+    absent = ~present
+    n_absent = int(absent.sum())
+    if n_absent >= c:
+        pool = absent.nonzero().squeeze(1)
+    else:  # nearly dense layer: dropped positions may be drawn again
+        pool = (absent | dropped).nonzero().squeeze(1)
+    choice = pool[th.randperm(pool.numel(), generator=generator, device=pool.device)[:c]]
+    grown[choice] = True
+
+    # Line 11: X <- X ⊙ M, grown weights start at zero.
+    flat_m[dropped] = 0.0
+    flat_m[grown] = 1.0
+    with th.no_grad():
+        weight.view(-1)[dropped | grown] = 0.0
+    changed = dropped ^ grown
+    shape = weight.shape
+    return dropped.view(shape), grown.view(shape), changed.view(shape)
+
+
+def prune_to_k(weight: th.Tensor, k: int) -> bool:
+    """Maintain sparsity of a target layer (Algorithm 3), in place.
+
+    Keep the ``k`` largest-magnitude entries of ``weight`` and zero the rest. Exactly ``k`` survive (ties
+    are broken arbitrarily), so a target layer never holds more connections than its online layer. When the
+    layer already has at most ``k`` non-zeros nothing is done; this is the common case between evolutions
+    and costs one count.
+
+    :return: whether entries were pruned.
+    """
+    flat = weight.detach().view(-1)
+    if int(th.count_nonzero(flat)) <= k:
+        return False
+    with th.no_grad():
+        keep = th.topk(flat.abs(), k, sorted=False).indices
+        kept = flat[keep].clone()
+        flat.zero_()
+        flat[keep] = kept
+    return True
+
+
+def reset_optimizer_state(optimizer: th.optim.Optimizer, param: th.Tensor, positions: th.Tensor) -> None:
+    """Zero the per-element optimizer state of ``param`` at ``positions`` (e.g. Adam's first and second moments).
+
+    Per-tensor state such as Adam's step count cannot be reset per element and is left alone.
+
+    :param positions: bool tensor of ``param``'s shape.
+    """
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    for value in state.values():
+        if isinstance(value, th.Tensor) and value.shape == param.shape:
+            value[positions] = 0

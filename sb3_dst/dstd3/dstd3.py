@@ -1,0 +1,165 @@
+"""DS-TD3 (Algorithm 1 of Sokar et al.) and its Static-TD3 baseline."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from stable_baselines3 import TD3
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import polyak_update
+from torch.nn import functional as F
+
+from sb3_dst.common.dst import DSTMixin
+from sb3_dst.common.policies import ErLambda
+from sb3_dst.dstd3.policies import MlpPolicy
+
+
+class DSTD3(DSTMixin, TD3):
+    """Dynamic Sparse TD3 (DS-TD3): TD3 whose actor, critics and their targets are sparse from the first step
+    and whose topology evolves during training.
+
+    - Topology initialisation (L2-L5): every hidden layer l of the actor and both critics gets exactly
+      ``round(λ_l (n_in + n_out))`` connections at random positions (Erdős–Rényi, Eq. 1); targets start as copies.
+    - Masked updates: absent weights have zero gradient and stay exactly zero after each optimizer step.
+    - Evolution (L15-L16, L21-L22): every ``evolution_interval`` (e) gradient steps, each sparse layer drops the
+      fraction ``drop_fraction`` (η) of its connections closest to zero and grows as many at random, at zero
+      weight, with their Adam moments reset (Algorithm 2). Scheduled by :class:`~sb3_dst.DSTCallback`.
+    - Target sparsity (L27-L28): after every Polyak update, each target layer keeps only its largest-magnitude
+      weights, as many as the online layer has connections (Algorithm 3).
+
+    :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dstd3.policies.SparseTD3Policy`) or that class.
+    :param env: the environment, as for SB3's ``TD3``.
+    :param er_lambda: λ per sparse layer (``[λ1, λ2]``) or one number for all; default the paper's (7, 64).
+    :param sparsity: alternative to ``er_lambda``: fraction of zero weights in each network's sparse layers.
+    :param sparse_output_layer: also make the output layers sparse (the paper keeps them dense).
+    :param drop_fraction: η, fraction of each layer's connections replaced per evolution (paper: 0.05).
+    :param evolution_interval: e, gradient steps between evolutions (paper: 1000).
+    :param kwargs: every other argument of SB3's ``TD3`` (learning_rate, batch_size, tau, policy_delay, ...).
+        Without ``net_arch`` in ``policy_kwargs`` the networks are the paper's 256-256.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    networks: ClassVar[dict[str, tuple[str, str | None]]] = {
+        "critic": ("critic", "critic_target"),
+        "actor": ("actor", "actor_target"),
+    }
+
+    def __init__(
+        self,
+        policy: str | type[MlpPolicy],
+        env: Any,
+        er_lambda: ErLambda = None,
+        sparsity: float | None = None,
+        sparse_output_layer: bool = False,
+        drop_fraction: float | None = None,
+        evolution_interval: int | None = None,
+        _init_setup_model: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(policy, env, _init_setup_model=False, **kwargs)
+        self._init_dst(er_lambda, sparsity, sparse_output_layer, drop_fraction, evolution_interval)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        self._policy_kwargs_with_topology()
+        super()._setup_model()
+        self._setup_dst()
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """Algorithm 1, lines 11-29, once per gradient step (t is ``self._n_updates``)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+
+        actor_losses, critic_losses = [], []
+        for _ in range(gradient_steps):
+            self._n_updates += 1
+            # L11: sample a mini-batch of N transitions from B
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            discounts = getattr(replay_data, "discounts", None)
+            discounts = self.gamma if discounts is None else discounts
+
+            with th.no_grad():
+                # L12: a <- π_φ'(s') + ε, ε ~ clip(N(0, σ~), -c, c)
+                noise = replay_data.actions.clone().data.normal_(0, self.target_policy_noise)
+                noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+                next_actions = (self.actor_target(replay_data.next_observations) + noise).clamp(-1, 1)
+                # L13: y <- r + γ min_i Q_θ'i(s', a)
+                next_q_values = th.cat(self.critic_target(replay_data.next_observations, next_actions), dim=1)
+                next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+                target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+
+            # L14: update the critics θi on the existing connections only
+            current_q_values = self.critic(replay_data.observations, replay_data.actions)
+            critic_loss = sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+            assert isinstance(critic_loss, th.Tensor)
+            critic_losses.append(critic_loss.item())
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self._masked_step("critic")
+
+            # L15-L16: every e steps, θi <- Topological_Evolution(θi, M_θi, η)  (Algorithm 2)
+            self._on_gradient_step("critic")
+
+            # L18: delayed policy update, every d steps
+            if self._n_updates % self.policy_delay == 0:
+                # L19-L20: deterministic policy gradient through Q_θ1
+                actions = self.actor(replay_data.observations)
+                actor_loss = -self.critic.q1_forward(replay_data.observations, actions).mean()
+                actor_losses.append(actor_loss.item())
+                self.actor.optimizer.zero_grad()
+                actor_loss.backward()
+                self._masked_step("actor")
+
+                # L21-L22: every e steps, φ <- Topological_Evolution(φ, M_φ, η)  (Algorithm 2)
+                self._on_gradient_step("actor", steps_since_last_call=self.policy_delay)
+
+                # L24-L26: θ'i <- τ θi + (1 - τ) θ'i ;  φ' <- τ φ + (1 - τ) φ'
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+                polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+                polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
+
+                # L27-L28: θ'i <- Maintain_Sparsity(θ'i, ‖θi‖0) ; φ' <- Maintain_Sparsity(φ', ‖φ‖0)  (Algorithm 3)
+                self._maintain_target_sparsity("critic")
+                self._maintain_target_sparsity("actor")
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if len(actor_losses) > 0:
+            self.logger.record("train/actor_loss", np.mean(actor_losses))
+        self.logger.record("train/critic_loss", np.mean(critic_losses))
+        self._record_dst_metrics()
+
+
+class StaticTD3(DSTD3):
+    """Static-TD3: the sparse networks of :class:`DSTD3` with their topology frozen (the paper's baseline).
+
+    Takes the arguments of :class:`DSTD3` except ``drop_fraction`` and ``evolution_interval``.
+    """
+
+    dynamic: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        policy: str | type[MlpPolicy],
+        env: Any,
+        er_lambda: ErLambda = None,
+        sparsity: float | None = None,
+        sparse_output_layer: bool = False,
+        _init_setup_model: bool = True,
+        **kwargs: Any,
+    ):
+        for key in ("drop_fraction", "evolution_interval"):
+            if key in kwargs:
+                raise TypeError(f"StaticTD3 has a fixed topology and takes no {key!r}; use DSTD3 to evolve it")
+        super().__init__(
+            policy,
+            env,
+            er_lambda=er_lambda,
+            sparsity=sparsity,
+            sparse_output_layer=sparse_output_layer,
+            _init_setup_model=_init_setup_model,
+            **kwargs,
+        )

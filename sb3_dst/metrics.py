@@ -1,0 +1,285 @@
+"""The paper's efficiency metrics (Sokar et al., §4.3): network size S (Eq. 9), training FLOPs and LCA (Eq. 10).
+
+All three work on Stable-Baselines3's dense :class:`~stable_baselines3.TD3` / :class:`~stable_baselines3.SAC` and on
+the sparse models of this package. A layer is *sparse* when it is an ``nn.Linear`` carrying a ``weight_mask``
+buffer (1 = the connection exists); its size is ``mask.sum()``. Any other ``nn.Linear`` counts all its weights.
+
+FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
+---------------------------------------------------------------
+* A fully connected layer costs one multiply-add per existing connection and per sample: ``‖W^l‖_0`` for a sparse
+  layer, ``n^(l-1)·n^l`` for a dense one. One multiply-add counts as **one** FLOP (the count that reproduces the
+  paper's Table 3; multiply by 2 for the "2 FLOPs per MAC" habit). Biases, activations, losses, target-noise
+  and other element-wise work are not counted, nor is the optimizer's own update.
+* A backward pass costs 2 × the forward pass (gradients of the inputs and of the weights), for every network an
+  error is back-propagated through, whether or not that network's weights are then stepped.
+* ``convention="executed"`` (default) counts what Stable-Baselines3 and sb3-dst run, per gradient step on a batch
+  of ``B = batch_size`` samples:
+
+  - TD3 / Static-TD3 / DS-TD3, critic update (every step): target actor forward on s', target critics forward
+    on (s', a'), online critics forward + backward on (s, a).
+    Actor update (every ``policy_delay`` = d steps): actor forward + backward on s, Q1 forward + backward.
+  - SAC / DS-SAC (every step): actor forward + backward on s, actor forward on s', target critics forward,
+    online critics forward + backward on (s, a) and again on (s, ã) for the actor loss (SB3 uses min(Q1, Q2)).
+    The entropy temperature's update is element-wise and not counted.
+  - Target update (every d steps for TD3; for SAC every ``target_update_interval`` steps, counted as SB3's SAC
+    or DS-SAC really schedule it): Polyak averaging at 2 FLOPs per target parameter (existing connections for
+    sparse layers, plus biases), and, for sparse target layers, the Maintain-sparsity selection (Algorithm 3)
+    counted as one operation per weight-matrix entry.
+  - Action selection: one actor forward per environment transition once ``learning_starts`` random
+    transitions are done (before that the actions are sampled uniformly and no network runs).
+  - Topological evolution (Algorithm 2), per evolution event (``model.num_evolutions``): one operation per
+    weight-matrix entry of every sparse layer of the actor and critics (ranking the existing magnitudes and
+    choosing empty positions). It has no multiply-adds and is tiny (~2e5 every e steps vs ~1e8 per step).
+  - Evaluation episodes are not training and are not counted.
+
+* ``convention="paper"`` reproduces the paper's Table 3 (1.07e14 for dense TD3 on HalfCheetah, 1M steps):
+  the same per-batch passes, but the actor is updated at **every** gradient step, and target updates, action
+  selection and evolution are not counted.
+
+Network size
+------------
+S counts the weights (connections) of the actor and of all critics, not of the target networks (these are
+copies), and not biases: this reproduces Table 3 (214,784 dense, 106,169 sparse on HalfCheetah).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from torch import nn
+
+__all__ = [
+    "FlopsBreakdown",
+    "count_connections",
+    "flops_breakdown",
+    "learning_curve_area",
+    "network_size",
+    "training_flops",
+]
+
+MASK_NAME = "weight_mask"
+Convention = Literal["executed", "paper"]
+
+
+def _linears(module: nn.Module) -> list[nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def count_connections(module: nn.Module) -> int:
+    """Number of connections (weights) of the fully connected layers of ``module``: ``Σ_l ‖W^l‖_0`` (Eq. 9).
+
+    A sparse layer (``nn.Linear`` with a ``weight_mask`` buffer) contributes ``mask.sum()``, any other
+    ``nn.Linear`` its ``weight.numel()``. Biases and non-linear layers are not counted.
+    """
+    total = 0
+    for layer in _linears(module):
+        mask = getattr(layer, MASK_NAME, None)
+        total += int(mask.sum().item()) if mask is not None else layer.weight.numel()
+    return total
+
+
+def _count_parameters(module: nn.Module) -> int:
+    """Connections plus every parameter that is not a linear layer's weight (biases, log-std, ...)."""
+    weights = {id(layer.weight) for layer in _linears(module)}
+    others = sum(p.numel() for p in module.parameters() if id(p) not in weights)
+    return count_connections(module) + others
+
+
+def _sparse_matrix_entries(module: nn.Module) -> int:
+    """Weight-matrix entries (``n^(l-1)·n^l``) of the sparse layers of ``module``."""
+    return sum(layer.weight.numel() for layer in _linears(module) if hasattr(layer, MASK_NAME))
+
+
+def _policy(model: Any) -> Any:
+    """The policy of an algorithm, or ``model`` itself when it already is a policy (has ``actor`` and ``critic``)."""
+    return model.policy if hasattr(model, "policy") and hasattr(model.policy, "actor") else model
+
+
+def network_size(model: Any) -> int:
+    """Network size S of Eq. 9: connections of the actor plus all critics (weights only, no targets, no biases).
+
+    :param model: a TD3/SAC-like algorithm (SB3's or sb3-dst's) or its policy.
+    :return: ``Σ_l ‖W^l‖_0`` over the actor and the critics.
+    """
+    policy = _policy(model)
+    return count_connections(policy.actor) + count_connections(policy.critic)
+
+
+def _q_network_sizes(critic: nn.Module) -> list[int]:
+    q_networks = getattr(critic, "q_networks", None)
+    if q_networks:
+        return [count_connections(q) for q in q_networks]
+    return [count_connections(critic)]
+
+
+def _is_sac(model: Any) -> bool:
+    # SAC has no target actor; TD3 (and its subclasses) have one.
+    return getattr(_policy(model), "actor_target", None) is None
+
+
+@dataclass(frozen=True)
+class FlopsBreakdown:
+    """Training FLOPs (multiply-adds) of one model, split by what triggers them.
+
+    :param critic_update: per gradient step, the critic-side passes on the whole batch (TD3: target actor,
+        target critics, online critics forward + backward; SAC: everything of the step but the actor's backward
+        and the actor-loss critic passes, see ``actor_update``).
+    :param actor_update: per actor update, on the whole batch.
+    :param actor_update_interval: gradient steps per actor update (TD3's policy delay d; 1 for SAC).
+    :param target_update: per target update (Polyak + Maintain sparsity).
+    :param target_updates_per_step: target updates per gradient step (1/d for TD3).
+    :param action_selection: per environment transition after ``learning_starts`` (one actor forward).
+    :param evolution: per evolution event (Algorithm 2 on every sparse layer of actor and critics).
+    """
+
+    critic_update: float
+    actor_update: float
+    actor_update_interval: int
+    target_update: float
+    target_updates_per_step: float
+    action_selection: float
+    evolution: float
+
+    @property
+    def per_gradient_step(self) -> float:
+        """Average FLOPs of one gradient step (critic, amortised actor and target updates; no evolution)."""
+        return (
+            self.critic_update
+            + self.actor_update / self.actor_update_interval
+            + self.target_update * self.target_updates_per_step
+        )
+
+
+def flops_breakdown(model: Any, convention: Convention = "executed") -> FlopsBreakdown:
+    """Per-step training FLOPs of ``model`` (an SB3 or sb3-dst TD3/SAC) under ``convention``.
+
+    See the module docstring for the convention. Sparse layers count only their existing connections, so a
+    full-density sparse layer costs what the dense layer costs, and the cost scales with the density.
+    """
+    if convention not in ("executed", "paper"):
+        raise ValueError(f"unknown FLOPs convention {convention!r}; use 'executed' or 'paper'")
+    policy = _policy(model)
+    batch = float(model.batch_size)
+    actor = count_connections(policy.actor)
+    qs = _q_network_sizes(policy.critic)
+    critics = sum(qs)
+    critics_target = sum(_q_network_sizes(policy.critic_target))
+    paper = convention == "paper"
+
+    if _is_sac(model):
+        # actor on s' (no grad) + target critics + online critics fwd/bwd on (s, a)
+        critic_update = batch * (actor + critics_target + 3 * critics)
+        # actor fwd/bwd on s + critics fwd/bwd on (s, actor(s)) for min(Q1, Q2)
+        actor_update = batch * (3 * actor + 3 * critics)
+        actor_interval = 1
+        target_modules: list[nn.Module] = [policy.critic_target]
+        target_rate = _sac_target_updates_per_step(model)
+    else:
+        actor_target = count_connections(policy.actor_target)
+        critic_update = batch * (actor_target + critics_target + 3 * critics)
+        actor_update = batch * (3 * actor + 3 * qs[0])
+        actor_interval = 1 if paper else int(getattr(model, "policy_delay", 1))
+        target_modules = [policy.critic_target, policy.actor_target]
+        target_rate = 1.0 / actor_interval
+
+    if paper:
+        return FlopsBreakdown(critic_update, actor_update, 1, 0.0, 0.0, 0.0, 0.0)
+
+    target_update = float(sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in target_modules))
+    evolution = float(_sparse_matrix_entries(policy.actor) + _sparse_matrix_entries(policy.critic))
+    return FlopsBreakdown(
+        critic_update=critic_update,
+        actor_update=actor_update,
+        actor_update_interval=actor_interval,
+        target_update=target_update,
+        target_updates_per_step=target_rate,
+        action_selection=float(actor),
+        evolution=evolution,
+    )
+
+
+def _uses_global_update_counter(model: Any) -> bool:
+    """sb3-dst's SAC schedules the target update on the global gradient-step counter (see CONTRACT)."""
+    return hasattr(model, "num_evolutions")
+
+
+def _sac_target_updates_per_step(model: Any) -> float:
+    interval = max(int(getattr(model, "target_update_interval", 1)), 1)
+    if _uses_global_update_counter(model):
+        return 1.0 / interval
+    # SB3's SAC: ``gradient_step % interval == 0`` with gradient_step the index inside one train() call.
+    gradient_steps = int(getattr(model, "gradient_steps", 1))
+    if gradient_steps <= 0:  # -1: as many gradient steps as environment steps; 1 per call with train_freq 1
+        gradient_steps = 1
+    return len(range(0, gradient_steps, interval)) / gradient_steps
+
+
+def training_flops(model: Any, convention: Convention = "executed") -> float:
+    """Total training FLOPs executed so far by ``model`` (an SB3 or sb3-dst TD3/SAC).
+
+    Computed from the counters the algorithm keeps: ``model._n_updates`` gradient steps,
+    ``model.num_timesteps`` environment transitions (an actor forward each once ``learning_starts`` is
+    reached) and ``model.num_evolutions`` evolution events (sb3-dst models only). At the end of ``learn()``
+    this is the total for the run. The DST algorithms log it as ``dst/flops``.
+
+    :param convention: ``"executed"`` (default, what is run) or ``"paper"`` (Table 3's convention).
+    """
+    parts = flops_breakdown(model, convention)
+    n_updates = int(getattr(model, "_n_updates", 0))
+    if convention == "paper":
+        return n_updates * parts.per_gradient_step
+    if _is_sac(model):
+        n_actor = n_updates
+        n_target = _sac_target_updates(model, n_updates)
+    else:
+        n_actor = n_updates // parts.actor_update_interval
+        n_target = n_actor
+    n_actions = max(int(getattr(model, "num_timesteps", 0)) - int(getattr(model, "learning_starts", 0)), 0)
+    n_evolutions = int(getattr(model, "num_evolutions", 0))
+    return float(
+        n_updates * parts.critic_update
+        + n_actor * parts.actor_update
+        + n_target * parts.target_update
+        + n_actions * parts.action_selection
+        + n_evolutions * parts.evolution
+    )
+
+
+def _sac_target_updates(model: Any, n_updates: int) -> int:
+    interval = max(int(getattr(model, "target_update_interval", 1)), 1)
+    if _uses_global_update_counter(model):
+        return n_updates // interval
+    return round(n_updates * _sac_target_updates_per_step(model))
+
+
+def learning_curve_area(
+    returns: Sequence[float] | np.ndarray,
+    total_timesteps: int | None = None,
+    eval_freq: int | None = None,
+) -> float:
+    """Learning curve area, Eq. 10: ``LCA = (1/Δ) Σ_k R(t_k)``.
+
+    ``R(t_k)`` are the evaluation returns (mean over the evaluation episodes) taken during training and ``Δ`` the
+    number of training steps. As in the paper, the sum runs over the evaluations, not over every step: with
+    evaluations every 5000 steps over Δ = 1M steps this gives Table 1's scale (HalfCheetah ≈ 1.8, i.e. a mean
+    evaluation return of about 9000), and generally ``LCA = mean(R) / eval_freq`` when the evaluations cover
+    the run evenly. Runs compare on the same scale only with the same evaluation frequency.
+
+    :param returns: evaluation returns in time order.
+    :param total_timesteps: Δ; if omitted, ``eval_freq * len(returns)`` (evaluations at eval_freq, 2·eval_freq,
+        ..., Δ, as SB3's ``EvalCallback`` and this package's benchmark take them).
+    :param eval_freq: steps between evaluations, used only when ``total_timesteps`` is omitted.
+    """
+    values = np.asarray(returns, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError("returns must be a non-empty 1-D sequence")
+    if total_timesteps is None:
+        if eval_freq is None:
+            raise ValueError("give total_timesteps (Δ) or eval_freq")
+        total_timesteps = eval_freq * values.size
+    if total_timesteps <= 0:
+        raise ValueError("total_timesteps must be positive")
+    return float(values.sum() / total_timesteps)
