@@ -1,0 +1,172 @@
+"""Property tests of the pure-tensor topology engine (no SB3 involved)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch as th
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sb3_dst.common.topology import (
+    drop_and_grow,
+    er_connection_count,
+    er_lambdas_for_sparsity,
+    prune_to_k,
+    random_mask,
+    reset_optimizer_state,
+)
+
+settings.register_profile("sb3_dst", deadline=None, max_examples=60)
+settings.load_profile("sb3_dst")
+
+shapes = st.tuples(st.integers(1, 40), st.integers(1, 40))
+
+
+@st.composite
+def sparse_layers(draw, min_connections: int = 1):
+    """A weight matrix with a random mask of random density; absent weights are exactly zero."""
+    n_in, n_out = draw(shapes)
+    numel = n_in * n_out
+    k = draw(st.integers(min(min_connections, numel), numel))
+    seed = draw(st.integers(0, 2**31 - 1))
+    gen = th.Generator().manual_seed(seed)
+    mask = random_mask((n_out, n_in), k, generator=gen)
+    weight = th.randn(n_out, n_in, generator=gen)
+    if draw(st.booleans()):  # some exact zeros and ties among existing connections
+        weight = th.round(weight * 2) / 2
+    return weight * mask, mask, gen
+
+
+def test_er_connection_count_matches_paper_halfcheetah():
+    # λ(n_in + n_out) for the actor's first and second layer, HalfCheetah (obs 17), λ = (7, 64)
+    assert er_connection_count(17, 256, 7) == 1911
+    assert er_connection_count(256, 256, 64) == 32768
+
+
+def test_er_connection_count_rejects_overfull_layer_and_names_it():
+    with pytest.raises(ValueError, match=r"actor layer 0 \(3x256\).*er_lambda <= 2\.9"):
+        er_connection_count(3, 256, 7, layer="actor layer 0")
+    with pytest.raises(ValueError, match="positive"):
+        er_connection_count(3, 256, 0.0)
+
+
+@given(shapes, st.integers(0, 2**31 - 1))
+def test_random_mask_has_exact_budget(shape, seed):
+    numel = shape[0] * shape[1]
+    k = 1 + seed % numel
+    mask = random_mask(shape, k, generator=th.Generator().manual_seed(seed))
+    assert mask.shape == shape
+    assert int(mask.sum()) == k
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_full_mask_draws_no_random_numbers():
+    th.manual_seed(3)
+    expected = th.rand(1)
+    th.manual_seed(3)
+    assert int(random_mask((4, 5), 20).sum()) == 20
+    assert th.equal(th.rand(1), expected)
+
+
+@given(st.lists(shapes, min_size=1, max_size=4), st.floats(0.0, 0.99))
+def test_lambdas_for_sparsity_meet_the_budget(layer_shapes, sparsity):
+    lambdas = er_lambdas_for_sparsity(layer_shapes, sparsity)
+    counts = [min(math.floor(lam * (a + b) + 0.5), a * b) for lam, (a, b) in zip(lambdas, layer_shapes)]
+    total = sum(a * b for a, b in layer_shapes)
+    for lam, (a, b) in zip(lambdas, layer_shapes):
+        assert lam * (a + b) <= a * b + 1e-6  # never denser than full
+    # rounding moves each layer by at most half a connection
+    assert abs(sum(counts) - (1 - sparsity) * total) <= len(layer_shapes) / 2 + 1e-6
+
+
+def test_lambdas_for_sparsity_rejects_bad_values():
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="sparsity"):
+            er_lambdas_for_sparsity([(10, 10)], bad)
+
+
+@given(sparse_layers(min_connections=2), st.floats(0.01, 0.99))
+def test_drop_and_grow_keeps_count_and_zero_initialises(layer, eta):
+    weight, mask, gen = layer
+    before_w, before_m = weight.clone(), mask.clone()
+    k = int(mask.sum())
+    dropped, grown, changed = drop_and_grow(weight, mask, eta, generator=gen)
+    c = math.floor(eta * k + 0.5)
+    assert int(mask.sum()) == k  # connection count never changes
+    assert int(dropped.sum()) == c and int(grown.sum()) == c
+    assert bool((before_m[dropped] == 1).all())  # only existing connections are dropped
+    assert bool((weight[mask == 0] == 0).all())  # X <- X ⊙ M
+    assert bool((weight[grown] == 0).all())  # new connections start at zero
+    untouched = (mask == 1) & ~grown
+    assert th.equal(weight[untouched], before_w[untouched])  # surviving weights unchanged
+    numel = mask.numel()
+    if numel - k >= c:  # enough room: growth only where nothing was
+        assert bool((before_m[grown] == 0).all())
+        assert int(changed.sum()) == 2 * c
+
+
+@given(sparse_layers(min_connections=2), st.floats(0.01, 0.99))
+def test_drop_removes_the_connections_closest_to_zero_on_each_side(layer, eta):
+    weight, mask, gen = layer
+    present = mask == 1
+    values = weight.clone()
+    dropped, _, _ = drop_and_grow(weight, mask, eta, generator=gen)
+    kept = present & ~dropped
+    pos_dropped = values[dropped & (values >= 0)]
+    neg_dropped = values[dropped & (values < 0)]
+    pos_kept = values[kept & (values >= 0)]
+    neg_kept = values[kept & (values < 0)]
+    if pos_dropped.numel() and pos_kept.numel():
+        assert pos_dropped.max() <= pos_kept.min()
+    if neg_dropped.numel() and neg_kept.numel():
+        assert neg_dropped.min() >= neg_kept.max()
+    # the split is c/2 per sign unless one sign runs out
+    c = int(dropped.sum())
+    n_pos = int((present & (values >= 0)).sum())
+    n_neg = int((present & (values < 0)).sum())
+    expected_pos = min((c + 1) // 2, n_pos)
+    expected_pos = max(expected_pos, c - n_neg)
+    assert pos_dropped.numel() == expected_pos
+
+
+def test_drop_and_grow_rejects_bad_fraction():
+    w, m = th.ones(3, 3), th.ones(3, 3)
+    for bad in (0.0, 1.0, -0.5, 2.0):
+        with pytest.raises(ValueError, match="drop_fraction"):
+            drop_and_grow(w, m, bad)
+
+
+@given(sparse_layers(), st.integers(0, 1600))
+def test_prune_to_k_keeps_the_k_largest_magnitudes(layer, k_raw):
+    weight, _, _ = layer
+    nnz = int(th.count_nonzero(weight))
+    k = k_raw % (weight.numel() + 1)
+    before = weight.clone()
+    changed = prune_to_k(weight, k)
+    after_nnz = int(th.count_nonzero(weight))
+    assert after_nnz <= k or (not changed and nnz <= k)
+    assert changed == (nnz > k)
+    if changed:
+        kept = weight != 0
+        assert th.equal(weight[kept], before[kept])  # survivors keep their values
+        if (~kept).any() and kept.any():
+            assert before.abs()[~kept].max() <= before.abs()[kept].min()
+    else:
+        assert th.equal(weight, before)
+
+
+def test_reset_optimizer_state_zeroes_only_the_given_positions():
+    param = th.nn.Parameter(th.randn(4, 4))
+    opt = th.optim.Adam([param], lr=0.1)
+    param.grad = th.randn(4, 4)
+    opt.step()
+    positions = th.zeros(4, 4, dtype=th.bool)
+    positions[0, :2] = True
+    before = {k: v.clone() for k, v in opt.state[param].items()}
+    reset_optimizer_state(opt, param, positions)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert bool((opt.state[param][key][positions] == 0).all())
+        assert th.equal(opt.state[param][key][~positions], before[key][~positions])
+    assert th.equal(opt.state[param]["step"], before["step"])
