@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from weakref import WeakKeyDictionary
 
 import numpy as np
 from torch import nn
@@ -121,6 +122,57 @@ def _is_sac(model: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class _Counts:
+    """Connection and parameter counts of a policy's networks (per sample multiply-adds of each pass)."""
+
+    actor: int
+    q_networks: tuple[int, ...]
+    actor_target: int
+    critic_target: int
+    target_update: int  # 2 per target parameter (Polyak) + 1 per sparse target matrix entry (Algorithm 3)
+    evolution: int  # 1 per sparse matrix entry of actor and critics (Algorithm 2)
+
+
+def _count(policy: Any) -> _Counts:
+    targets = [policy.critic_target] + ([policy.actor_target] if getattr(policy, "actor_target", None) else [])
+    return _Counts(
+        actor=count_connections(policy.actor),
+        q_networks=tuple(_q_network_sizes(policy.critic)),
+        actor_target=count_connections(policy.actor_target) if len(targets) == 2 else 0,
+        critic_target=sum(_q_network_sizes(policy.critic_target)),
+        target_update=sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in targets),
+        evolution=_sparse_matrix_entries(policy.actor) + _sparse_matrix_entries(policy.critic),
+    )
+
+
+# policy -> (online linear layers with the mask tensor and its version when counted, counts)
+_CACHE: WeakKeyDictionary[nn.Module, tuple[list[tuple[nn.Linear, Any, int]], _Counts]] = WeakKeyDictionary()
+
+
+def _cached_count(policy: Any) -> _Counts:
+    """:func:`_count`, cached until a mask of the actor or critics is added, replaced or changed in place.
+
+    Target networks are not watched: their connection counts follow the online ones (Algorithm 3) and are
+    re-read whenever the online masks change (at each evolution).
+    """
+    entry = _CACHE.get(policy)
+    if entry is not None:
+        layers, counts = entry
+        if all(
+            getattr(layer, MASK_NAME, None) is mask and (mask is None or mask._version == version)
+            for layer, mask, version in layers
+        ):
+            return counts
+    layers = []
+    for layer in _linears(policy.actor) + _linears(policy.critic):
+        mask = getattr(layer, MASK_NAME, None)
+        layers.append((layer, mask, -1 if mask is None else mask._version))
+    counts = _count(policy)
+    _CACHE[policy] = (layers, counts)
+    return counts
+
+
+@dataclass(frozen=True)
 class FlopsBreakdown:
     """Training FLOPs (multiply-adds) of one model, split by what triggers them.
 
@@ -159,45 +211,38 @@ def flops_breakdown(model: Any, convention: Convention = "executed") -> FlopsBre
     See the module docstring for the convention. Sparse layers count only their existing connections, so a
     full-density sparse layer costs what the dense layer costs, and the cost scales with the density.
     """
+    return _breakdown(model, _count(_policy(model)), convention)
+
+
+def _breakdown(model: Any, counts: _Counts, convention: Convention) -> FlopsBreakdown:
     if convention not in ("executed", "paper"):
         raise ValueError(f"unknown FLOPs convention {convention!r}; use 'executed' or 'paper'")
-    policy = _policy(model)
     batch = float(model.batch_size)
-    actor = count_connections(policy.actor)
-    qs = _q_network_sizes(policy.critic)
-    critics = sum(qs)
-    critics_target = sum(_q_network_sizes(policy.critic_target))
+    actor, critics = counts.actor, sum(counts.q_networks)
     paper = convention == "paper"
-
     if _is_sac(model):
         # actor on s' (no grad) + target critics + online critics fwd/bwd on (s, a)
-        critic_update = batch * (actor + critics_target + 3 * critics)
+        critic_update = batch * (actor + counts.critic_target + 3 * critics)
         # actor fwd/bwd on s + critics fwd/bwd on (s, actor(s)) for min(Q1, Q2)
         actor_update = batch * (3 * actor + 3 * critics)
         actor_interval = 1
-        target_modules: list[nn.Module] = [policy.critic_target]
         target_rate = _sac_target_updates_per_step(model)
     else:
-        actor_target = count_connections(policy.actor_target)
-        critic_update = batch * (actor_target + critics_target + 3 * critics)
-        actor_update = batch * (3 * actor + 3 * qs[0])
+        critic_update = batch * (counts.actor_target + counts.critic_target + 3 * critics)
+        # actor fwd/bwd on s + Q1 fwd/bwd on (s, actor(s))
+        actor_update = batch * (3 * actor + 3 * counts.q_networks[0])
         actor_interval = 1 if paper else int(getattr(model, "policy_delay", 1))
-        target_modules = [policy.critic_target, policy.actor_target]
         target_rate = 1.0 / actor_interval
-
     if paper:
         return FlopsBreakdown(critic_update, actor_update, 1, 0.0, 0.0, 0.0, 0.0)
-
-    target_update = float(sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in target_modules))
-    evolution = float(_sparse_matrix_entries(policy.actor) + _sparse_matrix_entries(policy.critic))
     return FlopsBreakdown(
         critic_update=critic_update,
         actor_update=actor_update,
         actor_update_interval=actor_interval,
-        target_update=target_update,
+        target_update=float(counts.target_update),
         target_updates_per_step=target_rate,
         action_selection=float(actor),
-        evolution=evolution,
+        evolution=float(counts.evolution),
     )
 
 
@@ -225,9 +270,12 @@ def training_flops(model: Any, convention: Convention = "executed") -> float:
     reached) and ``model.num_evolutions`` evolution events (sb3-dst models only). At the end of ``learn()``
     this is the total for the run. The DST algorithms log it as ``dst/flops``.
 
+    The connection counts are cached per policy and re-read when a mask of the actor or critics is added,
+    replaced or changed in place (an evolution), so calling this at every step costs a few microseconds.
+
     :param convention: ``"executed"`` (default, what is run) or ``"paper"`` (Table 3's convention).
     """
-    parts = flops_breakdown(model, convention)
+    parts = _breakdown(model, _cached_count(_policy(model)), convention)
     n_updates = int(getattr(model, "_n_updates", 0))
     if convention == "paper":
         return n_updates * parts.per_gradient_step
