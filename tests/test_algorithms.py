@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 
 from sb3_dst import DSSAC, DSTD3, DSTCallback, StaticSAC, StaticTD3
-from sb3_dst.common.masking import MASK_NAME, sparse_linears
+from sb3_dst.common.masking import MASK_NAME, add_mask, masked_step, sparse_linears
 
 ALGOS = [DSTD3, DSSAC]
 ALL_ALGOS = [DSTD3, DSSAC, StaticTD3, StaticSAC]
@@ -61,8 +63,7 @@ def test_halfcheetah_sizes_match_the_paper():
 def test_exact_connection_counts_and_dense_outputs(algo, small_kwargs):
     model = algo("MlpPolicy", "Pendulum-v1", seed=1, **small_kwargs)
     # actor: 3->32 (λ=1: 35), 32->32 (λ=8: 512); each critic: 4->32 (36), 32->32 (512)
-    per_net = [35, 512] if algo in (DSTD3, StaticTD3) else [35, 512]
-    assert connection_counts(model) == per_net + [36, 512, 36, 512]
+    assert connection_counts(model) == [35, 512, 36, 512, 36, 512]
     for layer in online_layers(model):
         assert bool((layer.weight[getattr(layer, MASK_NAME) == 0] == 0).all())
     # output layers and biases stay dense
@@ -84,7 +85,11 @@ def test_sparsity_keyword_reaches_the_target_fraction():
 
 def test_sparse_output_layer_sparsifies_the_heads():
     model = DSSAC(
-        "MlpPolicy", "Pendulum-v1", sparse_output_layer=True, er_lambda=[1, 8, 0.5], policy_kwargs=dict(net_arch=[32, 32])
+        "MlpPolicy",
+        "Pendulum-v1",
+        sparse_output_layer=True,
+        er_lambda=[1, 8, 0.5],
+        policy_kwargs=dict(net_arch=[32, 32]),
     )
     assert len(sparse_linears(model.actor)) == 4  # two hidden layers, mu and log_std
     assert len(sparse_linears(model.critic)) == 6
@@ -116,7 +121,9 @@ def test_evolution_moves_connections_but_never_their_number(algo, small_kwargs):
     assert model.num_evolutions == 400 // 20
     assert connection_counts(model) == counts
     after = masks(model)
-    moved = [k for k in before if not k.startswith(("actor_target", "critic_target")) and not th.equal(before[k], after[k])]
+    moved = [
+        k for k in before if not k.startswith(("actor_target", "critic_target")) and not th.equal(before[k], after[k])
+    ]
     assert len(moved) == len(online_layers(model))  # every online sparse layer evolved
     for layer in online_layers(model):
         assert bool((layer.weight[getattr(layer, MASK_NAME) == 0] == 0).all())
@@ -135,7 +142,7 @@ def test_static_variants_never_change_topology(algo, small_kwargs):
 
 
 @pytest.mark.parametrize("optimizer", ["adam_wd", "adamw"])
-def test_absent_weights_stay_zero_and_out_of_optimizer_state(optimizer, small_kwargs):
+def test_absent_weights_stay_exactly_zero_through_optimizer_steps(optimizer, small_kwargs):
     policy_kwargs = dict(net_arch=[32, 32], optimizer_kwargs=dict(weight_decay=0.1))
     if optimizer == "adamw":
         policy_kwargs["optimizer_class"] = th.optim.AdamW
@@ -146,9 +153,25 @@ def test_absent_weights_stay_zero_and_out_of_optimizer_state(optimizer, small_kw
         for layer in sparse_linears(net):
             absent = getattr(layer, MASK_NAME) == 0
             assert bool((layer.weight[absent] == 0).all())
-            state = net.optimizer.state[layer.weight]
-            assert bool((state["exp_avg"][absent] == 0).all())
-            assert bool((state["exp_avg_sq"][absent] == 0).all())
+            assert bool((layer.weight[~absent] != 0).any())
+
+
+@pytest.mark.parametrize("optimizer_class", [th.optim.Adam, th.optim.AdamW, th.optim.RMSprop])
+def test_unmasked_gradients_move_existing_weights_exactly_as_masked_ones(optimizer_class):
+    """masked_step skips gradient masking; for element-wise optimizers that changes nothing for existing weights."""
+    th.manual_seed(0)
+    layer = th.nn.Linear(8, 6)
+    add_mask(layer, 20)
+    twin = copy.deepcopy(layer)
+    opts = [optimizer_class(m.parameters(), lr=0.01, weight_decay=0.01) for m in (layer, twin)]
+    for _ in range(30):
+        grad_w, grad_b = th.randn(6, 8), th.randn(6)
+        layer.weight.grad, layer.bias.grad = grad_w.clone(), grad_b.clone()
+        twin.weight.grad, twin.bias.grad = grad_w * twin.weight_mask, grad_b.clone()
+        masked_step(opts[0], [layer])
+        masked_step(opts[1], [twin])
+    assert th.equal(layer.weight, twin.weight) and th.equal(layer.bias, twin.bias)
+    assert int((layer.weight != 0).sum()) == 20
 
 
 def test_evolution_resets_adam_moments_of_changed_connections(small_kwargs):
@@ -170,7 +193,13 @@ def test_evolution_resets_adam_moments_of_changed_connections(small_kwargs):
 def test_schedule_is_exact_for_any_train_freq(small_kwargs):
     """Evolution counts gradient steps, not environment steps or train() calls."""
     model = DSTD3(
-        "MlpPolicy", "Pendulum-v1", seed=6, evolution_interval=7, train_freq=(40, "step"), gradient_steps=25, **small_kwargs
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=6,
+        evolution_interval=7,
+        train_freq=(40, "step"),
+        gradient_steps=25,
+        **small_kwargs,
     )
     model.learn(290)
     assert model._n_updates > 0 and model.num_evolutions == model._n_updates // 7
@@ -260,7 +289,9 @@ def test_save_load_round_trips_masks_weights_and_schedule(algo, small_kwargs, tm
         assert loaded.num_evolutions == loaded._n_updates // 30
     assert connection_counts(loaded) == connection_counts(model)
     obs = np.zeros((1, 3), dtype=np.float32)
-    assert np.allclose(model.predict(obs, deterministic=True)[0], algo.load(tmp_path / "model.zip").predict(obs, deterministic=True)[0])
+    assert np.allclose(
+        model.predict(obs, deterministic=True)[0], algo.load(tmp_path / "model.zip").predict(obs, deterministic=True)[0]
+    )
 
 
 # --- bad input ------------------------------------------------------------------------------------------------

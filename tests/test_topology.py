@@ -73,9 +73,9 @@ def test_full_mask_draws_no_random_numbers():
 @given(st.lists(shapes, min_size=1, max_size=4), st.floats(0.0, 0.99))
 def test_lambdas_for_sparsity_meet_the_budget(layer_shapes, sparsity):
     lambdas = er_lambdas_for_sparsity(layer_shapes, sparsity)
-    counts = [min(math.floor(lam * (a + b) + 0.5), a * b) for lam, (a, b) in zip(lambdas, layer_shapes)]
+    counts = [min(math.floor(lam * (a + b) + 0.5), a * b) for lam, (a, b) in zip(lambdas, layer_shapes, strict=True)]
     total = sum(a * b for a, b in layer_shapes)
-    for lam, (a, b) in zip(lambdas, layer_shapes):
+    for lam, (a, b) in zip(lambdas, layer_shapes, strict=True):
         assert lam * (a + b) <= a * b + 1e-6  # never denser than full
     # rounding moves each layer by at most half a connection
     assert abs(sum(counts) - (1 - sparsity) * total) <= len(layer_shapes) / 2 + 1e-6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -109,6 +110,8 @@ class DSTMixin:
         self._sparse_layers: dict[str, list[nn.Linear]] = {}
         self._target_budgets: dict[str, list[tuple[nn.Linear, int]]] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
+        # Unknown after construction or loading: checked at the first target update.
+        self._targets_within_online_masks: dict[str, bool] = {}
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
             layers = sparse_linears(online)
@@ -140,7 +143,14 @@ class DSTMixin:
         return super()._init_callback(callback, progress_bar)  # type: ignore[misc]
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "dst_callback", "_sparse_layers", "_target_budgets", "_sizes"]  # type: ignore[misc]
+        return [
+            *super()._excluded_save_params(),  # type: ignore[misc]
+            "dst_callback",
+            "_sparse_layers",
+            "_target_budgets",
+            "_sizes",
+            "_targets_within_online_masks",
+        ]  # type: ignore[misc]
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
         super().set_parameters(*args, **kwargs)  # type: ignore[misc]
@@ -169,6 +179,7 @@ class DSTMixin:
         for layer in self._sparse_layers[network]:
             mask = getattr(layer, MASK_NAME)
             dropped, grown, changed = drop_and_grow(layer.weight, mask, self.drop_fraction)
+            self._targets_within_online_masks[network] = False
             reset_optimizer_state(optimizer, layer.weight, dropped | grown)
             moved += int(changed.sum()) // 2
             total += int(mask.sum())
@@ -179,10 +190,25 @@ class DSTMixin:
         return fraction
 
     def _maintain_target_sparsity(self, network: str) -> None:
-        """Algorithm 3 on each target layer of ``network``: keep as many connections as the online layer."""
-        for target_layer, k in self._target_budgets[network]:
-            if prune_to_k(target_layer.weight, k):
-                getattr(target_layer, MASK_NAME).copy_(target_layer.weight.detach() != 0)
+        """Algorithm 3 on each target layer of ``network``: keep as many connections as the online layer.
+
+        A Polyak update can only add non-zeros where the online layer has connections. While every non-zero of
+        the target lies inside the online mask (true from initialisation until an evolution moves the online
+        mask), the target cannot exceed the budget and the check is skipped; otherwise each target layer is
+        pruned and the condition is re-evaluated.
+        """
+        if self._targets_within_online_masks.get(network, False):
+            return
+        within = True
+        for online_layer, (target_layer, k) in zip(
+            self._sparse_layers[network], self._target_budgets[network], strict=True
+        ):
+            weight = target_layer.weight.detach()
+            prune_to_k(weight, k)
+            support = weight.abs().sign()
+            getattr(target_layer, MASK_NAME).copy_(support)
+            within = within and float(support.mul(getattr(online_layer, MASK_NAME)).sum()) == float(support.sum())
+        self._targets_within_online_masks[network] = within
 
     def _record_dst_metrics(self) -> None:
         """Log the ``dst/`` metrics through SB3's logger."""
@@ -202,16 +228,16 @@ class DSTMixin:
             self.logger.record("dst/flops", flops)
 
 
-_FLOPS_COUNTER: list[Any] = []
+_FLOPS_COUNTER: list[Callable[..., float] | None] = []
 
 
 def _training_flops(model: Any) -> float | None:
     """Total training FLOPs so far, when :mod:`sb3_dst.metrics` provides them (looked up once)."""
     if not _FLOPS_COUNTER:
         try:
-            from sb3_dst.metrics import training_flops
+            from sb3_dst.metrics import training_flops as counter
         except ImportError:
-            training_flops = None
-        _FLOPS_COUNTER.append(training_flops)
-    counter = _FLOPS_COUNTER[0]
-    return None if counter is None else float(counter(model))
+            counter = None  # type: ignore[assignment]
+        _FLOPS_COUNTER.append(counter)
+    found = _FLOPS_COUNTER[0]
+    return None if found is None else float(found(model))

@@ -43,16 +43,16 @@ def apply_masks(layers: Sequence[nn.Linear]) -> None:
 
 
 def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Linear]) -> None:
-    """``optimizer.step()`` restricted to the existing connections of ``layers``.
+    """``optimizer.step()`` that moves existing connections only: absent weights are zeroed after it.
 
-    Gradients of absent weights are zeroed before the step, so they never enter the optimizer's moments, and
-    the weights are masked again after it, so decoupled weight decay or any other update cannot revive them.
+    Gradients of absent weights are *not* masked. For element-wise optimizers (Adam, AdamW, RMSprop, SGD with
+    momentum) the state of one entry never influences another, so the existing connections follow exactly the
+    trajectory they would with masked gradients, and absent weights are exactly zero after every step, weight
+    decay included. What absent entries accumulate in the optimizer state is discarded when a connection
+    appears: the evolution resets the state of every dropped and grown connection, so a grown weight starts at
+    zero with fresh moments. Masking the gradients instead would leave exact zeros in Adam's second moment,
+    whose square root is about 40 times slower per element on common CPUs.
     """
-    if layers:
-        grads = [layer.weight.grad for layer in layers]
-        if all(g is not None for g in grads):
-            with th.no_grad():
-                th._foreach_mul_(grads, [getattr(layer, MASK_NAME) for layer in layers])  # type: ignore[arg-type]
     optimizer.step()
     apply_masks(layers)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gymnasium import spaces
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import Actor, SACPolicy
+from torch import nn
 
 from sb3_dst.common.policies import DEFAULT_NET_ARCH, ErLambda, SparseTopologyMixin, linear_layers
 
@@ -21,22 +24,27 @@ class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
 
     def __init__(
         self,
-        *args: Any,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
         net_arch: list[int] | dict[str, list[int]] | None = None,
+        *args: Any,
         er_lambda: ErLambda = None,
         sparsity: float | None = None,
         sparse_output_layer: bool = False,
         **kwargs: Any,
     ):
         self._init_topology(er_lambda, sparsity, sparse_output_layer)
-        super().__init__(*args, net_arch=list(DEFAULT_NET_ARCH) if net_arch is None else net_arch, **kwargs)
+        net_arch = list(DEFAULT_NET_ARCH) if net_arch is None else net_arch
+        super().__init__(observation_space, action_space, lr_schedule, net_arch, *args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), **self._topology_kwargs()}
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
         actor = super().make_actor(features_extractor)
-        heads = linear_layers(actor.mu) + (linear_layers(actor.log_std) if hasattr(actor.log_std, "weight") else [])
+        # With gSDE, log_std is a parameter rather than a layer and stays dense.
+        heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
         self._sparsify("actor", hidden=linear_layers(actor.latent_pi), output=heads)
         return actor
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gymnasium import spaces
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.td3.policies import Actor, TD3Policy
 
 from sb3_dst.common.policies import DEFAULT_NET_ARCH, ErLambda, SparseTopologyMixin, linear_layers
@@ -22,15 +24,19 @@ class SparseTD3Policy(SparseTopologyMixin, TD3Policy):
 
     def __init__(
         self,
-        *args: Any,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
         net_arch: list[int] | dict[str, list[int]] | None = None,
+        *args: Any,
         er_lambda: ErLambda = None,
         sparsity: float | None = None,
         sparse_output_layer: bool = False,
         **kwargs: Any,
     ):
         self._init_topology(er_lambda, sparsity, sparse_output_layer)
-        super().__init__(*args, net_arch=list(DEFAULT_NET_ARCH) if net_arch is None else net_arch, **kwargs)
+        net_arch = list(DEFAULT_NET_ARCH) if net_arch is None else net_arch
+        super().__init__(observation_space, action_space, lr_schedule, net_arch, *args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), **self._topology_kwargs()}
