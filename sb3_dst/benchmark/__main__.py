@@ -1,0 +1,134 @@
+"""Command line of the benchmark harness: ``python -m sb3_dst.benchmark {run,ablation,report}``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ABLATIONS: dict[str, tuple[str, list[str]]] = {
+    # the paper's Figure 3: evolution interval e
+    "interval": ("evolution_interval", ["200", "500", "1000", "2000"]),
+    # the paper's Figure 4: 25 %, 50 % and 80 % of the connections removed
+    "sparsity": ("sparsity", ["0.25", "0.5", "0.8"]),
+}
+
+EXAMPLES = """examples:
+  python -m sb3_dst.benchmark run --algos TD3 Static-TD3 DS-TD3 --envs HalfCheetah-v5 Hopper-v5 \\
+      --seeds 0 1 2 --steps 100000 --learning-starts 10000 --out benchmarks/results/td3_100k
+  python -m sb3_dst.benchmark ablation interval --envs HalfCheetah-v5 --seeds 0 1 2 --steps 100000 \\
+      --learning-starts 10000 --out benchmarks/results/ablation_interval
+  python -m sb3_dst.benchmark report --out benchmarks/results/td3_100k
+"""
+
+
+def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
+    if algos:
+        parser.add_argument(
+            "--algos", nargs="+", required=True,
+            help="TD3 Static-TD3 DS-TD3 SAC Static-SAC DS-SAC, with overrides: 'DS-TD3:evolution_interval=200'",
+        )  # fmt: skip
+    parser.add_argument("--envs", nargs="+", required=True, help="gymnasium ids, e.g. HalfCheetah-v5 Hopper-v5")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, required=True, help="environment steps per run (Δ)")
+    parser.add_argument("--eval-freq", type=int, default=5000, help="steps between evaluations (default 5000)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
+    parser.add_argument("--learning-starts", type=int, default=None, help="override the random warm-up steps")
+    parser.add_argument("--net-arch", nargs="+", type=int, default=None, help="override the 256 256 networks")
+    parser.add_argument("--hyperparams", default=None, help="directory of rl-zoo3 files (td3.yml, ds_td3.yml, ...)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each (default 2)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (resumable)")
+    parser.add_argument("--title", default=None, help="report title")
+    parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_dst.benchmark",
+        description="Benchmark DS-TD3/DS-SAC against their dense and static baselines (Sokar et al. Tables 1-3).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_options(sub.add_parser("run", help="run algorithms x envs x seeds"), algos=True)
+    ablation = sub.add_parser("ablation", help="DS-TD3 evolution interval or sparsity sweep, with dense TD3")
+    ablation.add_argument("kind", choices=sorted(ABLATIONS))
+    ablation.add_argument("--values", nargs="+", default=None, help="override the swept values")
+    ablation.add_argument("--algo", default="DS-TD3", help="swept algorithm (default DS-TD3)")
+    ablation.add_argument("--baseline", default="TD3", help="dense baseline run next to it (default TD3; '' for none)")
+    _add_run_options(ablation, algos=False)
+    report = sub.add_parser("report", help="write report.md and the learning-curve PNGs of an output directory")
+    report.add_argument("--out", type=Path, required=True)
+    report.add_argument("--title", default=None)
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)
+    worker.add_argument("run_dir", type=Path)
+    worker.add_argument("--parent-pid", type=int, default=None)
+    return parser
+
+
+def _record_command(out: Path, argv: Sequence[str]) -> None:
+    """Append the exact command, date and git commit to ``out/commands.txt``."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = shlex.join(["python", "-m", "sb3_dst.benchmark", *argv])
+    with open(out / "commands.txt", "a") as file:
+        file.write(f"# {stamp}, commit {commit}\n{command}\n")
+
+
+def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int:
+    from sb3_dst.benchmark.report import write_report
+    from sb3_dst.benchmark.runner import plan_runs, run_campaign
+
+    configs = plan_runs(
+        algos, args.envs, args.seeds, args.steps, args.eval_freq, args.eval_episodes,
+        args.hyperparams, args.learning_starts, args.net_arch,
+    )  # fmt: skip
+    _record_command(args.out, argv)
+    try:
+        failed = run_campaign(configs, args.out, jobs=args.jobs)
+    except KeyboardInterrupt:
+        return 130
+    if not args.no_report:
+        path = write_report(args.out, title=args.title)
+        if path is not None:
+            print(f"report: {path}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        from sb3_dst.benchmark.worker import run_worker
+
+        return run_worker(args.run_dir, args.parent_pid)
+    if args.command == "report":
+        from sb3_dst.benchmark.report import write_report
+
+        path = write_report(args.out, title=args.title)
+        print(f"report: {path}" if path else f"no finished runs in {args.out}", file=sys.stderr)
+        return 0 if path else 1
+    if args.command == "ablation":
+        key, default_values = ABLATIONS[args.kind]
+        algos = [f"{args.algo}:{key}={value}" for value in (args.values or default_values)]
+        if args.baseline:
+            algos.insert(0, args.baseline)
+        if args.title is None:
+            args.title = f"Ablation: {args.algo} {key}"
+        return _run(args, algos, argv)
+    return _run(args, list(args.algos), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

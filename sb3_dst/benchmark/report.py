@@ -1,0 +1,236 @@
+"""Tables and learning curves of a benchmark directory, in the form of the paper's Tables 1-3 and Figure 2.
+
+- Final return R: per seed, the mean of the last 10 evaluations (Table 2); mean ± std over seeds
+  (population std, ``ddof=0``).
+- LCA (Eq. 10): per seed ``Σ_k R(t_k) / Δ`` over the run's evaluations, Δ = the run's step budget
+  (:func:`sb3_dst.metrics.learning_curve_area`); mean ± std over seeds. It is on the paper's scale (Table 1)
+  when evaluations are every 5000 steps, whatever Δ.
+- Costs (Table 3): network size S (Eq. 9) and the training FLOPs executed by the run
+  (:func:`sb3_dst.metrics.training_flops`), with their ratio to the dense algorithm of the same family (TD3 for
+  the TD3 variants, SAC for the SAC ones) on the same task.
+
+Only finished runs (with ``done.json``) are read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sb3_dst.benchmark.specs import ALGORITHMS, DENSE_BASELINE, AlgoSpec, RunConfig, family
+from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS
+from sb3_dst.metrics import learning_curve_area
+
+__all__ = ["FINAL_WINDOW", "SUMMARY_COLUMNS", "load_runs", "plot_learning_curves", "summarize_run", "write_report"]
+
+#: Evaluations averaged for the final return (the paper: the last 10).
+FINAL_WINDOW = 10
+SUMMARY_COLUMNS = [
+    "run_id",
+    "env_id",
+    "algo",
+    "seed",
+    "total_timesteps",
+    "n_evaluations",
+    "final_return",
+    "lca",
+    "network_size",
+    "flops",
+    "flops_paper",
+    "wall_time",
+    "train_steps_per_second",
+]
+
+
+def read_evaluations(run_dir: Path) -> dict[str, np.ndarray]:
+    """The columns of ``evaluations.csv`` as float arrays."""
+    with open(run_dir / EVALUATIONS, newline="") as file:
+        rows = list(csv.DictReader(file))
+    if not rows:
+        return {}
+    return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
+
+
+def summarize_run(run_dir: Path) -> dict[str, Any]:
+    """One finished run: its configuration, final return, LCA and costs."""
+    config = RunConfig.from_json(json.loads((run_dir / CONFIG).read_text()))
+    done = json.loads((run_dir / DONE).read_text())
+    evals = read_evaluations(run_dir)
+    returns = evals["mean_return"]
+    return {
+        "run_id": config.run_id,
+        "env_id": config.env_id,
+        "algo": config.algo,
+        "seed": config.seed,
+        "total_timesteps": config.total_timesteps,
+        "n_evaluations": len(returns),
+        "final_return": float(np.mean(returns[-FINAL_WINDOW:])),
+        "lca": learning_curve_area(returns, total_timesteps=config.total_timesteps),
+        "network_size": done["network_size"],
+        "flops": done["flops"],
+        "flops_paper": done["flops_paper"],
+        "wall_time": done["wall_time"],
+        "train_steps_per_second": done["train_steps_per_second"],
+        "config": config,
+        "timesteps": evals["timesteps"],
+        "returns": returns,
+    }
+
+
+def load_runs(out: Path) -> list[dict[str, Any]]:
+    """Summaries of every finished run under ``out/runs``."""
+    runs_dir = Path(out) / "runs"
+    if not runs_dir.exists():
+        return []
+    return [summarize_run(d) for d in sorted(runs_dir.iterdir()) if (d / DONE).exists()]
+
+
+def _algo_order(algo: str) -> tuple[Any, ...]:
+    spec = AlgoSpec.parse(algo)
+    values = tuple((k, v if isinstance(v, (int, float)) else math.inf, str(v)) for k, v in spec.overrides)
+    return (list(ALGORITHMS).index(spec.base), values)
+
+
+def _mean_std(values: Sequence[float], fmt: str) -> str:
+    if not values:
+        return "–"
+    text = format(float(np.mean(values)), fmt)
+    return f"{text} ± {format(float(np.std(values)), fmt)}" if len(values) > 1 else text
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _group(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], dict[tuple[str, str], list[dict]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[run["env_id"], run["algo"]].append(run)
+    envs = sorted({run["env_id"] for run in runs})
+    algos = sorted({run["algo"] for run in runs}, key=_algo_order)
+    return envs, algos, groups
+
+
+def _label(algo: str) -> str:
+    return AlgoSpec.parse(algo).label
+
+
+def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str]) -> str:
+    first = runs[0]["config"]
+    seeds = sorted({run["seed"] for run in runs})
+    lines = [
+        f"- Budget Δ = {first.total_timesteps:,} environment steps per run; evaluation every "
+        f"{first.eval_freq:,} steps, {first.eval_episodes} deterministic episodes; seeds {seeds}.",
+        f"- Final return: mean of the last {FINAL_WINDOW} evaluations per seed; tables give mean ± std over seeds.",
+        "- LCA (Eq. 10) = Σ_k R(t_k) / Δ over the evaluations (paper's scale when evaluating every 5000 steps).",
+        "- FLOPs: multiply-adds executed in training (`sb3_dst.metrics.training_flops`, convention `executed`: "
+        "backward = 2 × forward, sparse layers count existing connections, policy delay, targets, action "
+        "selection and evolution included); ratio to the dense algorithm of the same family on the same task.",
+        "",
+        "Hyperparameters (first task; λ may differ per task):",
+        "",
+    ]
+    for algo in algos:
+        params = next(run["config"].hyperparams for run in runs if run["algo"] == algo)
+        lines.append(f"- {_label(algo)}: `{json.dumps(params, sort_keys=True)}`")
+    return "\n".join(lines)
+
+
+def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: dict[tuple[str, str], list[dict]]) -> str:
+    rows = []
+    for env in envs:
+        for algo in algos:
+            runs = groups.get((env, algo))
+            if not runs:
+                continue
+            flops = float(np.mean([r["flops"] for r in runs]))
+            base = groups.get((env, DENSE_BASELINE[family(algo)]))
+            if base:
+                base_flops = float(np.mean([r["flops"] for r in base]))
+                ratio = f"1× ({base_flops:.3g})" if base is runs else f"{flops / base_flops:.2f}×"
+            else:
+                ratio = "–"
+            rows.append([
+                env, _label(algo), f"{flops:.3g}", ratio, f"{int(np.mean([r['network_size'] for r in runs])):,}",
+                _mean_std([r["final_return"] for r in runs], ".1f"),
+                f"{np.mean([r['train_steps_per_second'] for r in runs]):.0f}",
+            ])  # fmt: skip
+    header = ["Environment", "Method", "FLOPs", "FLOPs ratio", "Network size S", "Return R", "steps/s"]
+    return _table(header, rows)
+
+
+def plot_learning_curves(
+    runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
+) -> None:
+    """One PNG: mean evaluation return over seeds per algorithm, shaded ± one std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    n_seeds = 0
+    for algo in algos:
+        group = [r for r in runs if r["env_id"] == env_id and r["algo"] == algo]
+        if not group:
+            continue
+        n_seeds = max(n_seeds, len(group))
+        length = min(len(r["returns"]) for r in group)
+        x = group[0]["timesteps"][:length]
+        curves = np.stack([r["returns"][:length] for r in group])
+        mean, std = curves.mean(axis=0), curves.std(axis=0)
+        (line,) = ax.plot(x, mean, label=f"{_label(algo)} (n={len(group)})", linewidth=1.8)
+        if len(group) > 1:
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment steps")
+    episodes = runs[0]["config"].eval_episodes if runs else 0
+    ax.set_ylabel(f"evaluation return (mean of {episodes} episodes)")
+    ax.set_title(title or f"{env_id}: mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
+    ax.legend(loc="best", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, title: str | None = None) -> Path | None:
+    """Write ``out/report.md`` and ``out/learning_curves_<env>.png``; returns the report path (None if no runs)."""
+    out = Path(out)
+    runs = load_runs(out)
+    if not runs:
+        return None
+    envs, algos, groups = _group(runs)
+
+    def cell(env: str, algo: str, key: str, fmt: str) -> str:
+        return _mean_std([r[key] for r in groups.get((env, algo), [])], fmt)
+
+    header = ["Environment", *[_label(a) for a in algos]]
+    final = _table(header, [[env, *[cell(env, a, "final_return", ".1f") for a in algos]] for env in envs])
+    lca = _table(header, [[env, *[cell(env, a, "lca", ".4f") for a in algos]] for env in envs])
+    parts = [f"# {title or 'Benchmark results'}", ""]
+    commands = out / "commands.txt"
+    if commands.exists():
+        parts += ["Commands:", "", "```", commands.read_text().strip(), "```", ""]
+    parts += [_settings(runs, algos), ""]
+    parts += ["## Final return R (Table 2)", "", final, ""]
+    parts += ["## Learning curve area, LCA (Eq. 10, Table 1)", "", lca, ""]
+    parts += ["## Costs (Table 3)", "", _costs_table(envs, algos, groups), ""]
+    parts += ["## Learning curves", ""]
+    for env in envs:
+        png = out / f"learning_curves_{env}.png"
+        plot_learning_curves(runs, env, png, algos, title=f"{title}: {env}" if title else None)
+        parts.append(f"![{env}]({png.name})")
+    path = out / "report.md"
+    path.write_text("\n".join(parts) + "\n")
+    return path

@@ -1,0 +1,266 @@
+"""The scheduler: plans runs, skips finished ones, runs the rest in subprocesses (``jobs`` at a time), shows progress.
+
+Resume semantics: a run is finished when its directory holds ``done.json`` and its ``config.json`` equals the
+requested configuration; finished runs are skipped. Any other run starts from scratch, discarding the rows of
+an interrupted attempt (no model or replay-buffer checkpoints: at 100k steps a run costs minutes to tens of
+minutes, and a restart keeps every run's results those of one uninterrupted, seeded process). Asking for a
+different configuration of an existing run is an error (use another output directory).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, resolve_hyperparams
+from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, write_json_atomic
+
+__all__ = ["RUNS_CSV", "RUNS_DIR", "plan_runs", "run_campaign", "run_dir_of"]
+
+RUNS_DIR = "runs"
+RUNS_CSV = "runs.csv"
+
+
+def run_dir_of(out: Path, config: RunConfig) -> Path:
+    return out / RUNS_DIR / config.run_id
+
+
+def plan_runs(
+    algos: Sequence[str],
+    envs: Sequence[str],
+    seeds: Sequence[int],
+    total_timesteps: int,
+    eval_freq: int,
+    eval_episodes: int,
+    hyperparams_dir: str | Path | None = None,
+    learning_starts: int | None = None,
+    net_arch: Sequence[int] | None = None,
+) -> list[RunConfig]:
+    """All runs of algos × envs × seeds, ordered so every algorithm gets its first seeds early."""
+    if total_timesteps % eval_freq:
+        raise ValueError(f"the step budget {total_timesteps} must be a multiple of eval_freq {eval_freq}")
+    configs = []
+    for seed in seeds:
+        for env_id in envs:
+            for algo in algos:
+                spec = AlgoSpec.parse(algo)
+                params = resolve_hyperparams(spec, env_id, hyperparams_dir, learning_starts, net_arch)
+                configs.append(RunConfig(algo, env_id, seed, total_timesteps, eval_freq, eval_episodes, params))
+    ids = [c.run_id for c in configs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("two requested runs share a run id (repeated algorithm, env or seed?)")
+    return configs
+
+
+def _is_finished(out: Path, config: RunConfig) -> bool:
+    """True if the run is finished; raises if its directory holds another configuration."""
+    run_dir = run_dir_of(out, config)
+    config_path = run_dir / CONFIG
+    if not config_path.exists():
+        return False
+    existing = json.loads(config_path.read_text())
+    if existing != config.to_json():
+        diff = sorted(k for k in set(existing) | set(config.to_json()) if existing.get(k) != config.to_json().get(k))
+        raise ValueError(
+            f"{run_dir} holds a run with another configuration (differs in {diff}); "
+            "use another --out directory or delete that run"
+        )
+    return (run_dir / DONE).exists()
+
+
+def _summary_rows_present(out: Path) -> set[str]:
+    path = out / RUNS_CSV
+    if not path.exists():
+        return set()
+    with open(path, newline="") as file:
+        return {row["run_id"] for row in csv.DictReader(file)}
+
+
+def _append_summary(out: Path, config: RunConfig) -> None:
+    """Append the finished run's summary row to ``runs.csv`` (header on first write)."""
+    from sb3_dst.benchmark.report import SUMMARY_COLUMNS, summarize_run
+
+    row = summarize_run(run_dir_of(out, config))
+    path = out / RUNS_CSV
+    new = not path.exists()
+    with open(path, "a", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=SUMMARY_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row[k] for k in SUMMARY_COLUMNS})
+        file.flush()
+        os.fsync(file.fileno())
+
+
+@dataclass
+class _Running:
+    config: RunConfig
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    started: float
+
+
+def _start(out: Path, config: RunConfig) -> _Running:
+    run_dir = run_dir_of(out, config)
+    if run_dir.exists():  # an interrupted attempt: start again from scratch
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    write_json_atomic(run_dir / CONFIG, config.to_json())
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    package_root = str(Path(__file__).resolve().parents[2])  # run the same sb3_dst as the scheduler
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    log = open(run_dir / LOG, "ab")
+    command = [sys.executable, "-m", "sb3_dst.benchmark", "worker", str(run_dir), "--parent-pid", str(os.getpid())]
+    process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return _Running(config, process, log, time.time())
+
+
+def _progress_of(out: Path, config: RunConfig) -> dict[str, Any]:
+    try:
+        return dict(json.loads((run_dir_of(out, config) / PROGRESS).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _label(config: RunConfig) -> str:
+    return f"{config.env_id} {config.spec.label} s{config.seed}"
+
+
+class _Display:
+    """Progress: a rich display on a terminal, plain status lines otherwise."""
+
+    def __init__(self, total: int, done: int, plain_interval: float = 60.0) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.plain = not self.console.is_terminal
+        self.total, self.done, self.failed = total, done, 0
+        self.plain_interval, self.last_plain = plain_interval, 0.0
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+        if not self.plain:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+            )  # fmt: skip
+            self.overall = self.progress.add_task("runs done", total=total, completed=done, info="")
+            self.progress.start()
+
+    def log(self, message: str) -> None:
+        self.console.print(message, highlight=False)
+
+    def update(self, out: Path, running: list[_Running]) -> None:
+        states = {r.config.run_id: (r.config, _progress_of(out, r.config)) for r in running}
+        if self.progress is not None:
+            summary = f"{len(running)} running, {self.failed} failed"
+            self.progress.update(self.overall, completed=self.done, info=summary)
+            for run_id, (config, state) in states.items():
+                last = state.get("last_return", math.nan)
+                info = "" if math.isnan(last) else f"last eval R={last:.0f}"
+                if run_id not in self.tasks:
+                    self.tasks[run_id] = self.progress.add_task(_label(config), total=config.total_timesteps, info="")
+                self.progress.update(self.tasks[run_id], completed=state.get("timesteps", 0), info=info)
+            for run_id in [k for k in self.tasks if k not in states]:
+                self.progress.remove_task(self.tasks.pop(run_id))
+        elif time.time() - self.last_plain >= self.plain_interval:
+            self.last_plain = time.time()
+            parts = [f"{_label(c)} {s.get('timesteps', 0)}/{c.total_timesteps}" for c, s in states.values()]
+            self.log(f"[{self.done}/{self.total} done, {len(running)} running] " + "; ".join(parts))
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _lock(out: Path) -> IO[str]:
+    """An exclusive lock on ``out``: two schedulers must not share an output directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RuntimeError(f"another benchmark scheduler is using {out}") from None
+    return handle
+
+
+def run_campaign(configs: Sequence[RunConfig], out: Path, jobs: int = 2, poll: float = 0.5) -> int:
+    """Run every unfinished run of ``configs`` in subprocesses, ``jobs`` at a time.
+
+    :return: the number of runs that failed (their logs are in ``out/runs/<run_id>/log.txt``).
+    """
+    out = Path(out)
+    lock = _lock(out)
+    finished = [c for c in configs if _is_finished(out, c)]
+    recorded = _summary_rows_present(out)
+    for config in finished:  # finished while the scheduler was being killed: record it now
+        if config.run_id not in recorded:
+            _append_summary(out, config)
+    pending = [c for c in configs if c not in finished]
+    display = _Display(len(configs), len(finished))
+    display.log(f"{len(configs)} runs in {out}: {len(finished)} finished (skipped), {len(pending)} to run")
+    for config in finished:
+        display.log(f"skip {config.run_id} (finished)")
+    running: list[_Running] = []
+    failed: list[str] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                config = pending.pop(0)
+                running.append(_start(out, config))
+                display.log(f"start {config.run_id}")
+            time.sleep(poll)
+            for run in [r for r in running if r.process.poll() is not None]:
+                running.remove(run)
+                run.log.close()
+                minutes = (time.time() - run.started) / 60
+                if run.process.returncode == 0 and (run_dir_of(out, run.config) / DONE).exists():
+                    _append_summary(out, run.config)
+                    display.done += 1
+                    display.log(f"done  {run.config.run_id} ({minutes:.1f} min)")
+                else:
+                    failed.append(run.config.run_id)
+                    display.failed += 1
+                    display.log(f"FAILED {run.config.run_id} (exit {run.process.returncode}, see its log.txt)")
+            display.update(out, running)
+    except KeyboardInterrupt:
+        display.log("interrupted: stopping running runs (they restart from scratch when resumed)")
+        for run in running:
+            run.process.terminate()
+        for run in running:
+            run.process.wait()
+            run.log.close()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        display.close()
+        (out / ".lock").unlink(missing_ok=True)
+        lock.close()
+    if failed:
+        display.log(f"{len(failed)} runs failed: {', '.join(failed)}")
+    return len(failed)

@@ -1,0 +1,285 @@
+"""What a benchmark run is: algorithm variants, their hyperparameters, and one run's full configuration.
+
+Algorithms are named as in the paper: ``TD3``, ``Static-TD3``, ``DS-TD3``, ``SAC``, ``Static-SAC``, ``DS-SAC``.
+A *variant* adds keyword overrides after a colon, e.g. ``DS-TD3:evolution_interval=200`` or
+``DS-TD3:sparsity=0.8,drop_fraction=0.1`` (values are Python literals).
+
+Hyperparameters default to the paper's (``shared/reference.md`` §1, the same as this repository's
+``hyperparams/*.yml`` for rl-zoo3); ``--hyperparams DIR`` reads such rl-zoo3 files instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ALGORITHMS",
+    "AlgoSpec",
+    "RunConfig",
+    "default_hyperparams",
+    "family",
+    "load_zoo_hyperparams",
+    "resolve_hyperparams",
+]
+
+#: Paper name -> (import path of the class, rl-zoo3 hyperparameter file stem).
+ALGORITHMS: dict[str, tuple[str, str]] = {
+    "TD3": ("stable_baselines3:TD3", "td3"),
+    "Static-TD3": ("sb3_dst:StaticTD3", "static_td3"),
+    "DS-TD3": ("sb3_dst:DSTD3", "ds_td3"),
+    "SAC": ("stable_baselines3:SAC", "sac"),
+    "Static-SAC": ("sb3_dst:StaticSAC", "static_sac"),
+    "DS-SAC": ("sb3_dst:DSSAC", "ds_sac"),
+}
+
+#: The dense baseline of each family, for FLOPs ratios.
+DENSE_BASELINE = {"TD3": "TD3", "SAC": "SAC"}
+
+# --- The paper's settings (reference.md §1) -------------------------------------------------------------
+
+_TD3_COMMON: dict[str, Any] = {
+    "policy": "MlpPolicy",
+    "learning_rate": 1e-3,
+    "buffer_size": 1_000_000,
+    "learning_starts": 25_000,
+    "batch_size": 100,
+    "tau": 0.005,
+    "gamma": 0.99,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "policy_delay": 2,
+    "target_policy_noise": 0.2,
+    "target_noise_clip": 0.5,
+    "noise_type": "normal",
+    "noise_std": 0.1,
+    "policy_kwargs": {"net_arch": [256, 256], "optimizer_kwargs": {"weight_decay": 2e-4}},
+}
+_SAC_COMMON: dict[str, Any] = {
+    "policy": "MlpPolicy",
+    "learning_rate": 3e-4,
+    "buffer_size": 1_000_000,
+    "learning_starts": 10_000,  # not in the paper; the usual SAC setting on MuJoCo
+    "batch_size": 256,
+    "gamma": 0.99,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "ent_coef": 0.2,
+    "policy_kwargs": {"net_arch": [256, 256]},
+}
+# Dense SAC: main-text soft update. Sparse SAC (Appendix A): hard update every 1000 gradient steps.
+_SAC_SOFT = {"tau": 0.005, "target_update_interval": 1}
+_SAC_HARD = {"tau": 1.0, "target_update_interval": 1000}
+
+# λ1/λ2 per task (v4 and v5 ids). λ1 for Ant/Humanoid v5 rescaled to the v3 sparsity level, as in the
+# repository's hyperparams/*.yml (see their comments); other tasks get 50 % sparsity.
+_TD3_LAMBDA: dict[str, list[float]] = {"HalfCheetah": [7, 64], "Hopper": [7, 64], "Walker2d": [7, 64]}
+_TD3_LAMBDA_BY_ID: dict[str, list[float]] = {
+    "Ant-v4": [14.36, 64],
+    "Ant-v5": [38.56, 64],
+    "Humanoid-v4": [61, 64],
+    "Humanoid-v5": [59.17, 64],
+}
+_SAC_LAMBDA: dict[str, list[float]] = {"HalfCheetah": [12, 80], "Hopper": [7, 20], "Walker2d": [12, 80]}
+_SAC_LAMBDA_BY_ID: dict[str, list[float]] = {
+    "Ant-v4": [10.77, 64],
+    "Ant-v5": [28.92, 64],
+    "Humanoid-v4": [61, 64],
+    "Humanoid-v5": [59.17, 64],
+}
+_MUJOCO_VERSIONS = ("v4", "v5")
+
+
+def family(algo: str) -> str:
+    """``"TD3"`` or ``"SAC"``: the dense algorithm a (variant of an) algorithm builds on."""
+    base = AlgoSpec.parse(algo).base
+    return "SAC" if base.endswith("SAC") else "TD3"
+
+
+def _topology(env_id: str, by_name: Mapping[str, list[float]], by_id: Mapping[str, list[float]]) -> dict[str, Any]:
+    name, _, version = env_id.partition("-")
+    if env_id in by_id:
+        return {"er_lambda": list(by_id[env_id])}
+    if name in by_name and version in _MUJOCO_VERSIONS:
+        return {"er_lambda": list(by_name[name])}
+    return {"sparsity": 0.5}
+
+
+def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
+    """The paper's hyperparameters for base algorithm ``algo`` on ``env_id`` (rl-zoo3 keys)."""
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
+    if family(algo) == "TD3":
+        params = copy.deepcopy(_TD3_COMMON)
+        if algo != "TD3":
+            params.update(_topology(env_id, _TD3_LAMBDA, _TD3_LAMBDA_BY_ID))
+        if algo == "DS-TD3":
+            params.update(drop_fraction=0.05, evolution_interval=1000)
+        return params
+    params = copy.deepcopy(_SAC_COMMON)
+    if algo == "SAC":
+        params.update(_SAC_SOFT)
+        return params
+    params.update(_SAC_HARD)
+    params.update(_topology(env_id, _SAC_LAMBDA, _SAC_LAMBDA_BY_ID))
+    if algo == "DS-SAC":
+        params.update(drop_fraction=0.1, evolution_interval=1000)
+    return params
+
+
+# --- rl-zoo3 hyperparameter files ---------------------------------------------------------------------
+
+_ZOO_IGNORED = {"n_timesteps"}
+_ZOO_UNSUPPORTED = {"normalize", "env_wrapper", "frame_stack", "callback", "n_envs", "vec_env_wrapper"}
+
+
+def load_zoo_hyperparams(directory: str | Path, algo: str, env_id: str) -> dict[str, Any] | None:
+    """The entry for ``env_id`` (else ``default``) of ``directory/<algo file>.yml``, or None if no such file.
+
+    ``policy_kwargs`` strings are evaluated (``dict(...)`` only); keys the benchmark cannot honour
+    (normalisation, wrappers, several envs) raise ``ValueError``.
+    """
+    import yaml
+
+    path = Path(directory) / f"{ALGORITHMS[algo][1]}.yml"
+    if not path.exists():
+        return None
+    with open(path) as file:
+        entries = yaml.safe_load(file)
+    entry = entries.get(env_id, entries.get("default"))
+    if entry is None:
+        return None
+    params = {k: v for k, v in entry.items() if k not in _ZOO_IGNORED}
+    unsupported = sorted(set(params) & _ZOO_UNSUPPORTED)
+    if unsupported:
+        raise ValueError(f"{path} [{env_id}]: the benchmark does not support {unsupported}")
+    if isinstance(params.get("policy_kwargs"), str):
+        params["policy_kwargs"] = eval(params["policy_kwargs"], {"__builtins__": {}, "dict": dict})
+    return params
+
+
+def resolve_hyperparams(
+    spec: AlgoSpec,
+    env_id: str,
+    hyperparams_dir: str | Path | None = None,
+    learning_starts: int | None = None,
+    net_arch: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Constructor keywords (rl-zoo3 style, JSON-serialisable) of one algorithm variant on one task.
+
+    Order: the paper's defaults (or the rl-zoo3 file in ``hyperparams_dir`` when it has one), then the
+    variant's overrides, then ``learning_starts`` and ``net_arch``. ``sparsity`` and ``er_lambda`` exclude
+    each other: setting one in a variant drops the other.
+    """
+    params = None
+    if hyperparams_dir is not None:
+        params = load_zoo_hyperparams(hyperparams_dir, spec.base, env_id)
+    if params is None:
+        params = default_hyperparams(spec.base, env_id)
+    overrides = dict(spec.overrides)
+    for key, other in (("sparsity", "er_lambda"), ("er_lambda", "sparsity")):
+        if key in overrides:
+            params.pop(other, None)
+    params.update(overrides)
+    if learning_starts is not None:
+        params["learning_starts"] = learning_starts
+    if net_arch is not None:
+        params["policy_kwargs"] = {**params.get("policy_kwargs", {}), "net_arch": list(net_arch)}
+    try:
+        json.dumps(params)
+    except TypeError as error:
+        raise ValueError(f"{spec.label} on {env_id}: hyperparameters must be plain values ({error})") from None
+    return params
+
+
+# --- Variants and runs --------------------------------------------------------------------------------
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets: ``"a=[1, 2],b=3"`` -> ``["a=[1, 2]", "b=3"]``."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """An algorithm with optional keyword overrides: ``BASE[:key=value,...]``."""
+
+    base: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> AlgoSpec:
+        base, _, rest = text.partition(":")
+        base = base.strip()
+        if base not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {base!r} in {text!r}; choose from {', '.join(ALGORITHMS)}")
+        overrides = []
+        for item in _split_top_level(rest):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip().isidentifier():
+                raise ValueError(f"bad override {item!r} in {text!r}: use key=value")
+            try:
+                parsed = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                parsed = value.strip()
+            overrides.append((key.strip(), parsed))
+        return cls(base, tuple(overrides))
+
+    @property
+    def label(self) -> str:
+        """Display name, e.g. ``DS-TD3`` or ``DS-TD3 (evolution_interval=200)``."""
+        if not self.overrides:
+            return self.base
+        return f"{self.base} ({', '.join(f'{k}={v!r}' for k, v in self.overrides)})"
+
+    @property
+    def slug(self) -> str:
+        """File-name-safe identifier."""
+        text = self.base + "".join(f"__{k}-{v}" for k, v in self.overrides)
+        return re.sub(r"[^A-Za-z0-9_.-]+", "", text.replace(" ", "").replace(",", "-"))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run; a finished run is reused only if its config is identical."""
+
+    algo: str  # variant text as given, e.g. "DS-TD3:evolution_interval=200"
+    env_id: str
+    seed: int
+    total_timesteps: int
+    eval_freq: int
+    eval_episodes: int
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> AlgoSpec:
+        return AlgoSpec.parse(self.algo)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.env_id}__{self.spec.slug}__seed{self.seed}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
+        return cls(**data)
+
+    def digest(self) -> str:
+        return hashlib.sha1(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]

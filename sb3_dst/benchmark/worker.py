@@ -1,0 +1,184 @@
+"""One benchmark run, in its own process: train, evaluate every ``eval_freq`` steps, write results as they come.
+
+Files in the run directory:
+
+- ``config.json``: the :class:`~sb3_dst.benchmark.specs.RunConfig` (written by the scheduler).
+- ``evaluations.csv``: one row per evaluation, flushed and synced to disk when taken.
+- ``progress.json``: current step, for the scheduler's progress display (removed at the end).
+- ``done.json``: written atomically last; a run without it is unfinished and is restarted from scratch.
+- ``log.txt``: the process's output.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sb3_dst.benchmark.specs import ALGORITHMS, RunConfig
+
+__all__ = ["EVAL_COLUMNS", "build_model", "run_worker", "write_json_atomic"]
+
+EVAL_COLUMNS = [
+    "timesteps",
+    "mean_return",
+    "std_return",
+    "mean_ep_length",
+    "n_updates",
+    "flops",
+    "wall_time",
+    "eval_time",
+]
+CONFIG, EVALUATIONS, PROGRESS, DONE, LOG = "config.json", "evaluations.csv", "progress.json", "done.json", "log.txt"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` so a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as file:
+        json.dump(data, file, indent=2, sort_keys=True)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def algorithm_class(name: str) -> type:
+    module, _, attr = ALGORITHMS[name][0].partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def build_model(config: RunConfig, env: Any) -> Any:
+    """The algorithm of ``config`` on ``env``, with rl-zoo3-style hyperparameters turned into constructor args."""
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    params = dict(config.hyperparams)
+    policy = params.pop("policy", "MlpPolicy")
+    noise_type, noise_std = params.pop("noise_type", None), params.pop("noise_std", None)
+    if noise_type is not None:
+        n_actions = env.action_space.shape[-1]
+        mean, sigma = np.zeros(n_actions), float(noise_std) * np.ones(n_actions)
+        noises = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+        if noise_type not in noises:
+            raise ValueError(f"unsupported noise_type {noise_type!r}")
+        params["action_noise"] = noises[noise_type](mean=mean, sigma=sigma)
+    cls = algorithm_class(config.spec.base)
+    return cls(policy, env, seed=config.seed, verbose=0, **params)
+
+
+def _make_callback(config: RunConfig, run_dir: Path, eval_env: Any, parent_pid: int | None) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from sb3_dst.metrics import training_flops
+
+    class EvalAndProgress(BaseCallback):
+        """Evaluates every ``eval_freq`` steps (deterministic, ``eval_episodes`` episodes) and reports progress."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.start = time.perf_counter()
+            self.eval_time = 0.0
+            self.last_return = float("nan")
+            self.file = open(run_dir / EVALUATIONS, "w", newline="")
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(EVAL_COLUMNS)
+            self._sync()
+
+        def _sync(self) -> None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+        def _on_step(self) -> bool:
+            n = self.num_timesteps
+            if n % config.eval_freq == 0:
+                self._evaluate(n)
+            if n % 500 == 0 or n % config.eval_freq == 0:
+                progress = {"timesteps": n, "total": config.total_timesteps, "last_return": self.last_return}
+                write_json_atomic(run_dir / PROGRESS, progress)
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    print("scheduler is gone; stopping", flush=True)
+                    return False
+            return True
+
+        def _evaluate(self, n: int) -> None:
+            t0 = time.perf_counter()
+            returns, lengths = evaluate_policy(
+                self.model,
+                eval_env,
+                n_eval_episodes=config.eval_episodes,
+                deterministic=True,
+                return_episode_rewards=True,
+                warn=False,
+            )
+            self.eval_time += time.perf_counter() - t0
+            self.last_return = float(np.mean(returns))
+            self.writer.writerow([
+                n, self.last_return, float(np.std(returns)), float(np.mean(lengths)), self.model._n_updates,
+                training_flops(self.model), round(time.perf_counter() - self.start, 3), round(self.eval_time, 3),
+            ])  # fmt: skip
+            self._sync()
+
+        def _on_training_end(self) -> None:
+            self.file.close()
+
+    return EvalAndProgress()
+
+
+def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
+    """Train and evaluate the run described by ``run_dir/config.json``; returns the process exit code."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import gymnasium as gym
+    import torch as th
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_dst.metrics import network_size, training_flops
+
+    th.set_num_threads(1)
+    config = RunConfig.from_json(json.loads((run_dir / CONFIG).read_text()))
+    for name in (EVALUATIONS, PROGRESS, DONE):
+        (run_dir / name).unlink(missing_ok=True)
+    print(f"run {config.run_id}: {json.dumps(config.to_json())}", flush=True)
+
+    t0 = time.perf_counter()
+    env = gym.make(config.env_id)
+    eval_env = DummyVecEnv([lambda: Monitor(gym.make(config.env_id))])
+    eval_env.seed(config.seed + 10_000)
+    model = build_model(config, env)
+    callback = _make_callback(config, run_dir, eval_env, parent_pid)
+    model.learn(total_timesteps=config.total_timesteps, callback=callback)
+    if model.num_timesteps < config.total_timesteps:
+        return 3  # stopped early (the scheduler died): stays unfinished
+    wall = time.perf_counter() - t0
+    done = {
+        "run_id": config.run_id,
+        "config_digest": config.digest(),
+        "num_timesteps": int(model.num_timesteps),
+        "n_updates": int(model._n_updates),
+        "network_size": network_size(model),
+        "flops": training_flops(model),
+        "flops_paper": training_flops(model, "paper"),
+        "num_evolutions": int(getattr(model, "num_evolutions", 0)),
+        "wall_time": round(wall, 3),
+        "eval_time": round(callback.eval_time, 3),
+        "train_steps_per_second": round(model.num_timesteps / max(wall - callback.eval_time, 1e-9), 2),
+        "python": sys.version.split()[0],
+        "torch_threads": th.get_num_threads(),
+    }
+    env.close()
+    eval_env.close()
+    (run_dir / PROGRESS).unlink(missing_ok=True)
+    mujoco_log = run_dir / "MUJOCO_LOG.TXT"  # MuJoCo's warnings land in the working directory
+    if mujoco_log.exists():
+        print(mujoco_log.read_text(), flush=True)
+        mujoco_log.unlink()
+    write_json_atomic(run_dir / DONE, done)
+    print(f"done in {wall:.1f} s", flush=True)
+    return 0

@@ -1,0 +1,180 @@
+"""The benchmark harness: configuration, report arithmetic, and an end-to-end run killed and resumed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sb3_dst.benchmark.__main__ import main
+from sb3_dst.benchmark.report import summarize_run, write_report
+from sb3_dst.benchmark.runner import plan_runs
+from sb3_dst.benchmark.specs import ALGORITHMS, AlgoSpec, RunConfig, default_hyperparams, resolve_hyperparams
+from sb3_dst.benchmark.worker import EVAL_COLUMNS, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_algo_spec_parsing() -> None:
+    spec = AlgoSpec.parse("DS-TD3:evolution_interval=200,er_lambda=[3, 8]")
+    assert spec.base == "DS-TD3"
+    assert spec.overrides == (("evolution_interval", 200), ("er_lambda", [3, 8]))
+    assert spec.label == "DS-TD3 (evolution_interval=200, er_lambda=[3, 8])"
+    assert spec.slug == "DS-TD3__evolution_interval-200__er_lambda-3-8"
+    assert AlgoSpec.parse("TD3").label == "TD3"
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        AlgoSpec.parse("PPO")
+    with pytest.raises(ValueError, match="key=value"):
+        AlgoSpec.parse("DS-TD3:200")
+
+
+def test_paper_hyperparameters() -> None:
+    td3 = default_hyperparams("TD3", "HalfCheetah-v5")
+    assert td3["batch_size"] == 100 and td3["learning_starts"] == 25_000 and td3["policy_delay"] == 2
+    assert td3["policy_kwargs"] == {"net_arch": [256, 256], "optimizer_kwargs": {"weight_decay": 2e-4}}
+    assert "er_lambda" not in td3
+    ds = default_hyperparams("DS-TD3", "Hopper-v5")
+    assert ds["er_lambda"] == [7, 64] and ds["drop_fraction"] == 0.05 and ds["evolution_interval"] == 1000
+    assert default_hyperparams("DS-SAC", "Hopper-v5")["er_lambda"] == [7, 20]
+    assert default_hyperparams("DS-SAC", "HalfCheetah-v5")["target_update_interval"] == 1000
+    assert default_hyperparams("SAC", "HalfCheetah-v5")["target_update_interval"] == 1
+    assert default_hyperparams("Static-TD3", "Pendulum-v1")["sparsity"] == 0.5
+    assert "drop_fraction" not in default_hyperparams("Static-SAC", "Hopper-v5")
+    # A variant's sparsity replaces the task's λ, and the other way round.
+    swept = resolve_hyperparams(AlgoSpec.parse("DS-TD3:sparsity=0.8"), "HalfCheetah-v5", learning_starts=10_000)
+    assert swept["sparsity"] == 0.8 and "er_lambda" not in swept and swept["learning_starts"] == 10_000
+
+
+@pytest.mark.skipif(not (REPO / "hyperparams").is_dir(), reason="no rl-zoo3 hyperparameter files")
+@pytest.mark.parametrize("algo", list(ALGORITHMS))
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v4", "Ant-v5", "Humanoid-v5"])
+def test_defaults_agree_with_zoo_files(algo: str, env_id: str) -> None:
+    """The harness's built-in settings are the ones of the repository's rl-zoo3 files."""
+    spec = AlgoSpec.parse(algo)
+    from_files = resolve_hyperparams(spec, env_id, hyperparams_dir=REPO / "hyperparams")
+    assert from_files == resolve_hyperparams(spec, env_id)
+
+
+def test_plan_runs_checks_budget() -> None:
+    configs = plan_runs(["TD3", "DS-TD3"], ["Pendulum-v1"], [0, 1], 1000, 500, 2)
+    assert [c.run_id for c in configs] == [
+        f"Pendulum-v1__{algo}__seed{seed}" for seed in (0, 1) for algo in ("TD3", "DS-TD3")
+    ]
+    with pytest.raises(ValueError, match="multiple"):
+        plan_runs(["TD3"], ["Pendulum-v1"], [0], 1000, 300, 2)
+
+
+def test_build_model_turns_zoo_keys_into_arguments() -> None:
+    import gymnasium as gym
+
+    params = resolve_hyperparams(AlgoSpec.parse("DS-TD3"), "Pendulum-v1", net_arch=[8, 8])
+    config = RunConfig("DS-TD3", "Pendulum-v1", 0, 1000, 500, 2, {**params, "buffer_size": 100})
+    model = build_model(config, gym.make("Pendulum-v1"))
+    assert type(model).__name__ == "DSTD3"
+    assert model.action_noise is not None and np.allclose(model.action_noise._sigma, 0.1)
+    assert model.sparsity == 0.5 and model.evolution_interval == 1000
+    assert model.actor.optimizer.param_groups[0]["weight_decay"] == 2e-4
+
+
+def _fake_run(out: Path, algo: str, seed: int, returns: list[float], flops: float, size: int) -> None:
+    """A finished run directory written by hand."""
+    config = RunConfig(algo, "Fake-v0", seed, 100 * len(returns), 100, 1, {})
+    run_dir = out / "runs" / config.run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_json()))
+    with open(run_dir / "evaluations.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(EVAL_COLUMNS)
+        for i, value in enumerate(returns):
+            writer.writerow([100 * (i + 1), value, 0, 1, 0, 0, 0, 0])
+    done = {"network_size": size, "flops": flops, "flops_paper": flops, "wall_time": 1, "train_steps_per_second": 9}
+    (run_dir / "done.json").write_text(json.dumps(done))
+
+
+def test_report_arithmetic(tmp_path: Path) -> None:
+    returns = [float(v) for v in range(1, 13)]  # 12 evaluations: the final return averages the last 10
+    _fake_run(tmp_path, "TD3", 0, returns, flops=200.0, size=1000)
+    _fake_run(tmp_path, "TD3", 1, [r + 2 for r in returns], flops=200.0, size=1000)
+    _fake_run(tmp_path, "DS-TD3", 0, returns, flops=98.0, size=490)
+    run = summarize_run(tmp_path / "runs" / "Fake-v0__TD3__seed0")
+    assert run["final_return"] == pytest.approx(np.mean(range(3, 13)))  # 7.5
+    assert run["lca"] == pytest.approx(sum(range(1, 13)) / 1200)
+    report = write_report(tmp_path).read_text()
+    assert "| Fake-v0 | 8.5 ± 1.0 | 7.5 |" in report  # TD3 seeds 7.5 and 9.5
+    assert "| Fake-v0 | DS-TD3 | 98 | 0.49× | 490 | 7.5 | 9 |" in report
+    assert "| Fake-v0 | TD3 | 200 | 1× (200) | 1,000 | 8.5 ± 1.0 | 9 |" in report
+    assert (tmp_path / "learning_curves_Fake-v0.png").stat().st_size > 10_000
+
+
+# --- End to end -----------------------------------------------------------------------------------------
+
+ARGS = [
+    "run", "--algos", "TD3", "DS-TD3", "--envs", "Pendulum-v1", "--seeds", "0", "--steps", "1000",
+    "--eval-freq", "250", "--eval-episodes", "1", "--learning-starts", "100", "--net-arch", "16", "16",
+    "--jobs", "1",
+]  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "sb3_dst.benchmark", *ARGS, "--out", str(out)]
+    td3_dir, ds_dir = out / "runs" / "Pendulum-v1__TD3__seed0", out / "runs" / "Pendulum-v1__DS-TD3__seed0"
+
+    # 1. Start the campaign and SIGKILL the scheduler and its worker once DS-TD3 (the second run) has written
+    #    its first evaluation: TD3 is finished then, DS-TD3 is not.
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 90
+    while not _rows(ds_dir / "evaluations.csv"):
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert time.time() < deadline, "no evaluation row in time"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (td3_dir / "done.json").exists()
+    assert not (ds_dir / "done.json").exists()
+    assert 1 <= len(_rows(ds_dir / "evaluations.csv")) < 4
+    td3_done_stamp = (td3_dir / "done.json").stat().st_mtime_ns
+
+    # 2. Resume: TD3 is skipped, DS-TD3 restarts from scratch and finishes with exactly one row per evaluation.
+    assert main([*ARGS, "--out", str(out)]) == 0
+    assert (td3_dir / "done.json").stat().st_mtime_ns == td3_done_stamp
+    rows = _rows(ds_dir / "evaluations.csv")
+    assert [int(r["timesteps"]) for r in rows] == [250, 500, 750, 1000]
+    summary = _rows(out / "runs.csv")
+    assert sorted(r["algo"] for r in summary) == ["DS-TD3", "TD3"]
+    done = json.loads((ds_dir / "done.json").read_text())
+    assert (
+        done["num_timesteps"] == 1000
+        and done["network_size"] < json.loads((td3_dir / "done.json").read_text())["network_size"]
+    )
+    # the last evaluation runs after the last environment step, before that step's gradient update
+    assert int(rows[-1]["n_updates"]) == done["n_updates"] - 1
+    flops = [float(r["flops"]) for r in rows] + [done["flops"]]
+    assert flops == sorted(flops) and flops[0] > 0
+
+    # 3. A third call has nothing to do; the report and the curves are there.
+    assert main([*ARGS, "--out", str(out)]) == 0
+    assert len(_rows(out / "runs.csv")) == 2
+    report = (out / "report.md").read_text()
+    assert "| Pendulum-v1 | DS-TD3 |" in report and "--steps 1000" in report
+    assert (out / "learning_curves_Pendulum-v1.png").stat().st_size > 10_000
+
+    # 4. Asking for another configuration of an existing run is refused.
+    with pytest.raises(ValueError, match="another configuration"):
+        main([*[a if a != "250" else "500" for a in ARGS], "--out", str(out)])
