@@ -1,0 +1,42 @@
+"""The paper's hyperparameters as rl-zoo3 files, and where to find them.
+
+The YAML files live in the repository's top-level ``hyperparams/`` folder; the wheel ships them inside this
+package, so the lookup works after ``pip install .`` as well as from a source checkout or ``pip install -e .``.
+
+``ds_td3.yml``, ``ds_sac.yml``, ``static_td3.yml`` and ``static_sac.yml`` are the default files of those
+algorithms in rl-zoo3 (see :mod:`sb3_dst.zoo`). ``td3.yml`` and ``sac.yml`` hold the paper's settings for the
+dense baselines; rl-zoo3's own files stay the defaults of ``--algo td3``/``--algo sac``, so ask for ours with
+``-conf sb3_dst.hyperparams.td3`` or ``-conf sb3_dst.hyperparams.sac`` (modules defining ``hyperparams``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Algorithms with a hyperparameter file here.
+ALGOS_WITH_FILES = ("ds_td3", "ds_sac", "static_td3", "static_sac", "td3", "sac")
+
+
+def hyperparams_dir() -> Path:
+    """Folder holding the YAML files: this package in a wheel, else the repository's ``hyperparams/``."""
+    here = Path(__file__).resolve().parent
+    for folder in (here, here.parent.parent / "hyperparams"):
+        if (folder / "ds_td3.yml").is_file():
+            return folder
+    raise FileNotFoundError(f"sb3-dst's hyperparameter files are missing: looked in {here} and {here.parent.parent}")
+
+
+def hyperparams_file(algo: str) -> Path:
+    """Path of the YAML file of ``algo`` (one of :data:`ALGOS_WITH_FILES`)."""
+    if algo not in ALGOS_WITH_FILES:
+        raise ValueError(f"sb3-dst has no hyperparameter file for {algo!r}; it has {', '.join(ALGOS_WITH_FILES)}")
+    return hyperparams_dir() / f"{algo}.yml"
+
+
+def load(algo: str) -> dict[str, dict[str, Any]]:
+    """The entries of ``algo``'s file, keyed by environment id (and ``default``)."""
+    with open(hyperparams_file(algo)) as file:
+        return yaml.safe_load(file)
