@@ -194,7 +194,7 @@ def plot_learning_curves(
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps")
     episodes = runs[0]["config"].eval_episodes if runs else 0
-    ax.set_ylabel(f"evaluation return (mean of {episodes} episodes)")
+    ax.set_ylabel(f"evaluation return (mean of {episodes} episode{'s' if episodes != 1 else ''})")
     ax.set_title(title or f"{env_id}: mean ± std over seeds")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
