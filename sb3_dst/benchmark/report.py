@@ -135,6 +135,7 @@ def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str]) -> str:
         "- FLOPs: multiply-adds executed in training (`sb3_dst.metrics.training_flops`, convention `executed`: "
         "backward = 2 × forward, sparse layers count existing connections, policy delay, targets, action "
         "selection and evolution included); ratio to the dense algorithm of the same family on the same task.",
+        "- steps/s: environment steps per second of wall time outside evaluation, one torch thread (machine-bound).",
         "",
         "Hyperparameters (first task; λ may differ per task):",
         "",
