@@ -29,6 +29,7 @@ import os
 import re
 import socket
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,8 @@ GRACE_PERIOD_ENV = "SB3_DST_GRACE_PERIOD"
 MAX_RETRY_ENV = "SB3_DST_MAX_RETRY"
 DEFAULT_HEARTBEAT_INTERVAL = 60
 DEFAULT_MAX_RETRY = 2
+#: Attempts to open a database storage when workers started together race to create Optuna's tables.
+STORAGE_ATTEMPTS = 4
 
 _PATCHED = "_sb3_dst_patched"
 
@@ -357,6 +360,21 @@ def _hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+def database_url(url: str) -> str:
+    """``url`` with an explicit PostgreSQL driver when it names none (``postgresql://...``).
+
+    SQLAlchemy's default driver for ``postgresql://`` changed from psycopg2 (before 2.1) to psycopg 3; this picks
+    whichever is installed (psycopg first), so the same command works with either. Other URLs are unchanged.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme not in ("postgresql", "postgres"):
+        return url
+    for module, dialect in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"{dialect}://{rest}"
+    return url
+
+
 def make_heartbeat_storage(url: str) -> HeartbeatRDBStorage:
     """Database storage for ``url`` with heartbeats and retries, configured by environment variables.
 
@@ -370,21 +388,34 @@ def make_heartbeat_storage(url: str) -> HeartbeatRDBStorage:
     if interval <= 0 or grace <= 0 or max_retry < 0:
         raise ValueError(f"{HEARTBEAT_ENV} and {GRACE_PERIOD_ENV} must be > 0 and {MAX_RETRY_ENV} >= 0")
     kwargs: dict[str, Any] = {}
-    if max_retry > 0:
-        retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-        if retry_class is not None:
-            kwargs["heartbeat_stale_trial_callback"] = retry_class(max_retry=max_retry)
-        else:  # Optuna < 4.9 names it differently
-            kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # heartbeats and retries are marked experimental by Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return HeartbeatRDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=interval,
-            grace_period=grace,
-            **kwargs,
-        )
+        if max_retry > 0:
+            retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+            if retry_class is not None:
+                kwargs["heartbeat_stale_trial_callback"] = retry_class(max_retry=max_retry)
+            else:  # Optuna < 4.9 names it differently
+                kwargs["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)
+    import sqlalchemy.exc
+
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return HeartbeatRDBStorage(
+                    database_url(url),
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=interval,
+                    grace_period=grace,
+                    **kwargs,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers started together on an empty database race to create Optuna's tables; the loser sees
+            # a duplicate table/type/row. The tables exist a moment later: try again (bounded).
+            if attempt == STORAGE_ATTEMPTS - 1:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------------------------------------------
