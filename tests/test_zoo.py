@@ -1,0 +1,533 @@
+"""rl-zoo3 and Optuna integration (sb3_dst.zoo): the commands users type, in subprocesses, and the glue in-process.
+
+The subprocess tests run ``python -m rl_zoo3.train`` / ``rl_zoo3.enjoy`` / ``sb3_dst.train`` exactly as documented,
+with the interpreter of this virtual environment, on Pendulum-v1 with tiny budgets and 32-32 networks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import optuna
+import pytest
+
+from sb3_dst import DSSAC, DSTD3, StaticSAC, StaticTD3
+from sb3_dst.common.masking import MASK_NAME, sparse_linears
+from sb3_dst.hyperparams import ALGOS_WITH_FILES, hyperparams_file, load
+from sb3_dst.zoo import (
+    LAMBDA_MAX_ATTR,
+    PRUNED_REASON_ATTR,
+    SAMPLERS,
+    MujocoPyRequiredError,
+    _make_objective,
+    _TrialIndex,
+    check_env_id,
+    convert_dst_params,
+    make_heartbeat_storage,
+    max_er_lambdas,
+)
+
+TESTS_DIR = Path(__file__).resolve().parent
+CLASSES = {"ds_td3": DSTD3, "ds_sac": DSSAC, "static_td3": StaticTD3, "static_sac": StaticSAC}
+PAPER_ENVS = [f"{name}-v{v}" for name in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid") for v in (4, 5)]
+#: Tiny budget that fits Pendulum-v1 (obs 3, act 1): λ1 <= 3·32/35 = 2.74, λ2 <= 16.
+TINY = [
+    "n_timesteps:600",
+    "learning_starts:200",
+    "policy_kwargs:dict(net_arch=[32, 32])",
+]
+
+
+def run(args: list[str], cwd: Path, timeout: float = 150, extra_env: dict[str, str] | None = None):
+    """Run ``python <args>`` as a user would; return the completed process (output in .stdout)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("SB3_DST_NO_ZOO_HOOK", None)
+    env.update(extra_env or {})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def check(process: subprocess.CompletedProcess, returncode: int = 0) -> str:
+    assert process.returncode == returncode, f"exit code {process.returncode}\n{process.stdout[-6000:]}"
+    return process.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Start-up hook
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_startup_hook_is_cheap_and_registers_on_import(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "heavy = [m for m in ('torch', 'stable_baselines3', 'sb3_dst', 'rl_zoo3') if m in sys.modules]\n"
+        "hooked = any(type(f).__name__ == 'RLZooFinder' for f in sys.meta_path)\n"
+        "from rl_zoo3 import ALGOS\n"
+        "from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER\n"
+        "print(heavy, hooked, sorted(k for k in ALGOS if k.startswith(('ds_', 'static_'))),"
+        " 'ds_sac' in HYPERPARAMS_SAMPLER)\n"
+    )
+    out = check(run(["-c", code], tmp_path))
+    assert "[] True ['ds_sac', 'ds_td3', 'static_sac', 'static_td3'] True" in out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hyperparameter files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ALGOS_WITH_FILES)
+def test_files_have_every_paper_task_in_v4_and_v5(algo: str) -> None:
+    entries = load(algo)
+    assert set(entries) == {"default", *PAPER_ENVS}
+    for env_id, hp in entries.items():
+        assert hp["n_timesteps"] == 1e6 and hp["policy"] == "MlpPolicy", env_id
+        assert eval(hp["policy_kwargs"])["net_arch"] == [256, 256], env_id
+        if "td3" in algo:
+            assert (hp["learning_rate"], hp["batch_size"], hp["tau"], hp["policy_delay"]) == (1e-3, 100, 0.005, 2)
+            assert (hp["target_policy_noise"], hp["target_noise_clip"]) == (0.2, 0.5)
+            assert (hp["noise_type"], hp["noise_std"], hp["learning_starts"]) == ("normal", 0.1, 25000)
+            assert eval(hp["policy_kwargs"])["optimizer_kwargs"] == {"weight_decay": 2e-4}
+        else:
+            assert (hp["learning_rate"], hp["batch_size"], hp["ent_coef"]) == (3e-4, 256, 0.2)
+            hard = algo != "sac"  # the dense baseline uses the main text's soft update, see sac.yml
+            assert (hp["tau"], hp["target_update_interval"]) == ((1.0, 1000) if hard else (0.005, 1))
+        if algo in ("ds_td3", "ds_sac"):
+            assert hp["drop_fraction"] == (0.05 if algo == "ds_td3" else 0.1)
+            assert hp["evolution_interval"] == 1000
+        if algo in ("td3", "sac"):
+            assert not {"er_lambda", "sparsity", "drop_fraction", "evolution_interval"} & set(hp)
+
+
+def _first_layer_density(er_lambda: float, obs: int, act: int, hidden: int = 256) -> float:
+    """Fraction of weights kept by the first sparse layers of the actor and both critics together."""
+    shapes = [(obs, hidden), (obs + act, hidden), (obs + act, hidden)]
+    return er_lambda * sum(i + o for i, o in shapes) / sum(i * o for i, o in shapes)
+
+
+# λ of the paper (v3 ids) and the v3 sizes they were chosen for.
+PAPER_LAMBDAS = {
+    "ds_td3": {"HalfCheetah": (7, 64), "Hopper": (7, 64), "Walker2d": (7, 64), "Ant": (40, 64), "Humanoid": (61, 64)},
+    "ds_sac": {"HalfCheetah": (12, 80), "Hopper": (7, 20), "Walker2d": (12, 80), "Ant": (30, 64), "Humanoid": (61, 64)},
+}
+V3_SIZES = {"HalfCheetah": (17, 6), "Hopper": (11, 3), "Walker2d": (17, 6), "Ant": (111, 8), "Humanoid": (376, 17)}
+
+
+@pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "static_td3", "static_sac"])
+def test_sparse_files_keep_the_papers_sparsity_on_v4_and_v5(algo: str) -> None:
+    """λ2 as in the paper; λ1 rescaled where the observation size changed so the first-layer density stays."""
+    paper = PAPER_LAMBDAS["ds_td3" if "td3" in algo else "ds_sac"]
+    for env_id, hp in load(algo).items():
+        if env_id == "default":
+            assert hp["sparsity"] == 0.5 and "er_lambda" not in hp
+            continue
+        name = env_id.split("-")[0]
+        env = gym.make(env_id)
+        obs, act = env.observation_space.shape[0], env.action_space.shape[0]
+        env.close()
+        lambda1, lambda2 = hp["er_lambda"]
+        assert lambda2 == paper[name][1]
+        wanted = _first_layer_density(paper[name][0], *V3_SIZES[name])
+        assert _first_layer_density(lambda1, obs, act) == pytest.approx(wanted, abs=3e-4), env_id  # λ has 2 decimals
+        assert (lambda1 == paper[name][0]) == ((obs, act) == V3_SIZES[name]), env_id
+
+
+@pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "static_td3", "static_sac"])
+def test_every_entry_builds_its_model(algo: str) -> None:
+    """Each entry's keys are accepted by the algorithm and its λ fits every layer of that task."""
+    for env_id, hp in load(algo).items():
+        env = gym.make("Pendulum-v1" if env_id == "default" else env_id)
+        kwargs = {k: v for k, v in hp.items() if k not in ("n_timesteps", "noise_type", "noise_std")}
+        kwargs.update(policy_kwargs=eval(kwargs["policy_kwargs"]), buffer_size=1)
+        model = CLASSES[algo](env=env, **kwargs)
+        layers = sparse_linears(model.actor) + sparse_linears(model.critic)
+        kept = [int(getattr(layer, MASK_NAME).sum()) for layer in layers]
+        if env_id == "default":  # 50 % overall; Pendulum's 3-input first layers are made dense
+            assert sum(kept) / sum(layer.weight.numel() for layer in layers) == pytest.approx(0.5, abs=0.01)
+        else:
+            assert all(k < layer.weight.numel() for k, layer in zip(kept, layers, strict=True)), env_id
+        env.close()
+
+
+def test_dense_files_are_importable_as_conf_modules() -> None:
+    from sb3_dst.hyperparams import sac, td3
+
+    assert td3.hyperparams == load("td3") and sac.hyperparams == load("sac")
+    assert hyperparams_file("ds_td3").name == "ds_td3.yml"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# v3 ids
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_id", ["Walker2d-v3", "Humanoid-v3", "Ant-v2"])
+def test_v3_ids_are_refused_with_the_ids_to_use(env_id: str) -> None:
+    name = env_id.split("-")[0]
+    with pytest.raises(MujocoPyRequiredError, match="mujoco-py") as error:
+        check_env_id(env_id)
+    assert f"{name}-v4" in str(error.value) and f"{name}-v5" in str(error.value)
+
+
+@pytest.mark.parametrize("env_id", ["Walker2d-v4", "Walker2d-v5", "Pendulum-v1", "LunarLander-v3", "NotAnEnv-v0"])
+def test_other_ids_pass(env_id: str) -> None:
+    check_env_id(env_id)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Optuna samplers, converters, objective, storage
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_lambda_bounds_make_each_layer_at_most_dense() -> None:
+    pendulum = gym.make("Pendulum-v1")
+    bounds = max_er_lambdas(pendulum.observation_space, pendulum.action_space, [32, 32])
+    assert bounds == pytest.approx([3 * 32 / 35, 32 * 32 / 64])
+    cheetah = gym.make("HalfCheetah-v5")
+    assert max_er_lambdas(cheetah.observation_space, cheetah.action_space) == pytest.approx([17 * 256 / 273, 128])
+    split = max_er_lambdas(pendulum.observation_space, pendulum.action_space, dict(pi=[8], qf=[32, 32]), True)
+    assert split == pytest.approx([3 * 8 / 11, min(8 / 9, 32 * 32 / 64), 32 / 33])
+
+
+@pytest.mark.parametrize("algo", list(SAMPLERS))
+def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
+    """Every sample within the documented ranges gives a model with exactly those DST hyperparameters."""
+    env = gym.make("Pendulum-v1")
+    bounds = max_er_lambdas(env.observation_space, env.action_space, [32, 32])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    for _ in range(12):
+        trial = study.ask()
+        trial.set_user_attr(LAMBDA_MAX_ATTR, bounds)
+        kwargs = SAMPLERS[algo](trial, 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        assert len(kwargs["er_lambda"]) == 2
+        assert all(high / 20 <= lam <= high for lam, high in zip(kwargs["er_lambda"], bounds, strict=True))
+        model = CLASSES[algo]("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), buffer_size=1, **kwargs)
+        assert model.er_lambda == kwargs["er_lambda"]
+        assert model.gamma == pytest.approx(1 - trial.params["one_minus_gamma"])
+        if algo in ("ds_td3", "ds_sac"):
+            assert model.drop_fraction == trial.params["drop_fraction"]
+            assert model.evolution_interval == trial.params["evolution_interval"]
+            assert 0.01 <= model.drop_fraction <= 0.5 and 100 <= model.evolution_interval <= 10_000
+        else:
+            assert "drop_fraction" not in trial.params
+        if "td3" in algo:
+            assert model.action_noise is not None and model.action_noise._sigma[0] == trial.params["noise_std"]
+        converted = convert_dst_params(trial.params)  # what `--trial-id` feeds back into the zoo
+        assert converted["er_lambda"] == kwargs["er_lambda"] and converted["sparsity"] is None
+        assert ("noise_type" in converted) == ("td3" in algo)
+        study.tell(trial, 0.0)
+
+
+class _FakeManager:
+    def __init__(self) -> None:
+        self.algo = "ds_td3"
+        self._sb3_dst_lambda_max = [2.0, 16.0]
+
+
+def test_bad_hyperparameters_and_divergence_prune_with_a_reason_and_the_study_goes_on() -> None:
+    outcomes: list[Any] = [
+        ValueError("er_lambda=9 gives actor layer 0 (3x32) 315 connections, more than the 96 possible"),
+        float("nan"),
+        AssertionError("The reward was NaN"),
+        1.5,
+    ]
+
+    def original(manager: Any, trial: optuna.Trial) -> float:
+        outcome = outcomes[trial.number]
+        if isinstance(outcome, ValueError):
+            raise outcome
+        if isinstance(outcome, AssertionError):  # what rl-zoo3 does when learn() fails on NaN
+            raise optuna.TrialPruned() from outcome
+        return outcome
+
+    objective = _make_objective(original)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda trial: objective(_FakeManager(), trial), n_trials=4)
+    states = [trial.state for trial in study.trials]
+    assert states == [optuna.trial.TrialState.PRUNED] * 3 + [optuna.trial.TrialState.COMPLETE]
+    reasons = [trial.user_attrs.get(PRUNED_REASON_ATTR, "") for trial in study.trials]
+    assert reasons[0].startswith("invalid hyperparameters: ValueError: er_lambda=9")
+    assert reasons[1] == "diverged: the mean evaluation return is nan"
+    assert "The reward was NaN" in reasons[2]
+    assert study.best_value == 1.5 and study.trials[3].user_attrs[LAMBDA_MAX_ATTR] == [2.0, 16.0]
+
+
+def test_database_storage_has_heartbeat_retry_and_passes_the_zoo_journal_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SB3_DST_HEARTBEAT_INTERVAL", "7")
+    monkeypatch.setenv("SB3_DST_MAX_RETRY", "3")
+    storage = make_heartbeat_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert storage.get_heartbeat_interval() == 7 and storage.grace_period == 28
+    assert storage.get_heartbeat_stale_trial_callback() is not None
+    assert not storage.endswith(".log")
+    assert "secret" not in str(make_heartbeat_storage(f"sqlite:///{tmp_path / 'x.db'}").url.replace("x", ""))
+    from sb3_dst.zoo import _hide_password
+
+    assert _hide_password("postgresql://me:secret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+    monkeypatch.setenv("SB3_DST_HEARTBEAT_INTERVAL", "soon")
+    with pytest.raises(ValueError, match="SB3_DST_HEARTBEAT_INTERVAL"):
+        make_heartbeat_storage(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_trial_index_zero_is_true() -> None:
+    assert _TrialIndex(0) and _TrialIndex(0) == 0 and [10, 11][_TrialIndex(1)] == 11
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The commands, as users type them
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _load(path: Path, cls: type) -> Any:
+    assert path.is_file(), f"{path} missing"
+    return cls.load(path, device="cpu")
+
+
+def test_train_then_enjoy_ds_td3_through_rl_zoo3(tmp_path: Path) -> None:
+    out = check(
+        run(
+            [
+                "-m",
+                "rl_zoo3.train",
+                "--algo",
+                "ds_td3",
+                "--env",
+                "Pendulum-v1",
+                "-f",
+                "logs",
+                "--seed",
+                "1",
+                "--num-threads",
+                "1",
+                "--eval-freq",
+                "300",
+                "--eval-episodes",
+                "2",
+                "--progress",
+                "-params",
+                *TINY,
+                "er_lambda:[0.5, 8]",
+                "drop_fraction:0.2",
+                "evolution_interval:100",
+            ],
+            tmp_path,
+        )
+    )
+    assert f"Loading hyperparameters from: {hyperparams_file('ds_td3')}" in out
+    run_dir = tmp_path / "logs" / "ds_td3" / "Pendulum-v1_1"
+    for name in ("Pendulum-v1.zip", "best_model.zip", "evaluations.npz", "Pendulum-v1/config.yml"):
+        assert (run_dir / name).is_file(), name
+    model = _load(run_dir / "Pendulum-v1.zip", DSTD3)
+    assert (model.er_lambda, model.drop_fraction, model.evolution_interval) == ([0.5, 8], 0.2, 100)
+    assert model.sparsity is None and model.num_evolutions >= 3  # 400 gradient steps, e = 100
+    assert model.batch_size == 100 and model.policy_delay == 2  # the file's values for the rest
+    assert len(np.load(run_dir / "evaluations.npz")["timesteps"]) == 2
+
+    out = check(
+        run(
+            [
+                "-m",
+                "rl_zoo3.enjoy",
+                "--algo",
+                "ds_td3",
+                "--env",
+                "Pendulum-v1",
+                "-f",
+                "logs/",
+                "--no-render",
+                "-n",
+                "400",
+                "--num-threads",
+                "1",
+            ],
+            tmp_path,
+        )
+    )
+    assert "2 Episodes" in out and "Mean reward" in out
+
+
+@pytest.mark.parametrize(
+    ("module", "algo", "cls", "extra"),
+    [
+        ("sb3_dst.train", "ds_sac", DSSAC, ["sparsity:0.6"]),
+        ("rl_zoo3.train", "static_td3", StaticTD3, ["er_lambda:[1, 4]"]),
+        ("rl_zoo3.train", "static_sac", StaticSAC, []),
+    ],
+)
+def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: type, extra: list[str]) -> None:
+    check(
+        run(
+            [
+                "-m",
+                module,
+                "--algo",
+                algo,
+                "--env",
+                "Pendulum-v1",
+                "-f",
+                "logs",
+                "--seed",
+                "2",
+                "--num-threads",
+                "1",
+                "--eval-freq",
+                "-1",
+                "-params",
+                *TINY,
+                *extra,
+            ],
+            tmp_path,
+        )
+    )
+    model = _load(tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip", cls)
+    if extra and extra[0].startswith("sparsity"):
+        assert (model.sparsity, model.er_lambda) == (0.6, None)
+    elif extra:
+        assert (model.er_lambda, model.sparsity) == ([1, 4], None)
+    else:
+        assert model.sparsity == 0.5  # the file's `default` entry
+    if algo == "ds_sac":
+        assert (model.drop_fraction, model.evolution_interval, model.tau, model.target_update_interval) == (
+            0.1,
+            1000,
+            1.0,
+            1000,
+        )
+    assert isinstance(model, cls) and model.num_timesteps == 600
+
+
+def test_v3_id_stops_at_once_without_side_effects(tmp_path: Path) -> None:
+    out = check(run(["-m", "rl_zoo3.train", "--algo", "ds_td3", "--env", "Walker2d-v3", "-f", "logs"], tmp_path), 1)
+    assert "mujoco-py" in out and "Walker2d-v4" in out and "Walker2d-v5" in out
+    assert "Traceback" not in out and not (tmp_path / "logs").exists()
+
+
+def test_optimize_then_train_the_chosen_trial(tmp_path: Path) -> None:
+    """Tiny local study (default journal storage), then `--trial-id 0` trains with trial 0's values."""
+    common = ["--algo", "ds_td3", "--env", "Pendulum-v1", "-f", "logs", "--num-threads", "1"]
+    out = check(
+        run(
+            [
+                "-m",
+                "rl_zoo3.train",
+                *common,
+                "-optimize",
+                "--n-trials",
+                "2",
+                "--n-evaluations",
+                "1",
+                "--eval-episodes",
+                "1",
+                "--sampler",
+                "random",
+                "--pruner",
+                "none",
+                "--no-optim-plots",
+                "--seed",
+                "4",
+                "-params",
+                *TINY,
+            ],
+            tmp_path,
+        )
+    )
+    journal = tmp_path / "logs" / "ds_td3" / "optuna" / "Pendulum-v1.log"
+    assert journal.is_file() and "ds_td3_Pendulum-v1" in out
+    assert list((tmp_path / "logs" / "ds_td3").glob("report_Pendulum-v1_2-trials-*.csv"))
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.load_study(study_name="ds_td3_Pendulum-v1", storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    params = study.trials[0].params
+    assert {"er_lambda_1", "er_lambda_2", "drop_fraction", "evolution_interval", "learning_rate"} <= set(params)
+    assert study.trials[0].user_attrs[LAMBDA_MAX_ATTR] == pytest.approx([3 * 32 / 35, 16.0])
+
+    train = [
+        "-m",
+        "rl_zoo3.train",
+        *common,
+        "--trial-id",
+        "0",
+        "--eval-freq",
+        "-1",
+        "-params",
+        *TINY,
+        "n_timesteps:250",
+    ]
+    check(run(train, tmp_path))
+    model = _load(tmp_path / "logs" / "ds_td3" / "Pendulum-v1_2" / "Pendulum-v1.zip", DSTD3)
+    assert model.er_lambda == [params["er_lambda_1"], params["er_lambda_2"]]
+    assert (model.drop_fraction, model.evolution_interval) == (params["drop_fraction"], params["evolution_interval"])
+    assert model.lr_schedule(1.0) == pytest.approx(params["learning_rate"]) and model.batch_size == params["batch_size"]
+
+
+def test_optimize_prunes_diverging_and_invalid_trials_with_reasons(tmp_path: Path) -> None:
+    def optimize(env_id: str, study: str, params: list[str], extra_env: dict[str, str] | None = None) -> list:
+        out = check(
+            run(
+                [
+                    "-m",
+                    "rl_zoo3.train",
+                    "--algo",
+                    "ds_td3",
+                    "--env",
+                    env_id,
+                    "-f",
+                    "logs",
+                    "--num-threads",
+                    "1",
+                    "-optimize",
+                    "--n-trials",
+                    "2",
+                    "--n-evaluations",
+                    "1",
+                    "--eval-episodes",
+                    "1",
+                    "--sampler",
+                    "random",
+                    "--pruner",
+                    "none",
+                    "--no-optim-plots",
+                    "--seed",
+                    "5",
+                    "--storage",
+                    f"{study}.log",
+                    "--study-name",
+                    study,
+                    "--gym-packages",
+                    "zoo_test_envs",
+                    "-params",
+                    *params,
+                ],
+                tmp_path,
+                extra_env={"PYTHONPATH": str(TESTS_DIR)},
+            ),
+            1,  # no trial completed: no best trial to report
+        )
+        assert f"no trial of the study '{study}' completed" in out and "Traceback" not in out
+        backend = optuna.storages.journal.JournalFileBackend(str(tmp_path / f"{study}.log"))
+        storage = optuna.storages.JournalStorage(backend)
+        trials = optuna.load_study(study_name=study, storage=storage).trials
+        assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2, out[-3000:]
+        return [t.user_attrs[PRUNED_REASON_ATTR] for t in trials]
+
+    # NaN rewards: training diverges. Each trial is pruned with the reason and the study runs all its trials.
+    reasons = optimize("NaNRewardPendulum-v0", "nan", TINY)
+    assert all(reason.startswith("diverged") or "nan" in reason.lower() for reason in reasons), reasons
+    # A λ list that does not fit the critic (one hidden layer) fails in the constructor: pruned, the study goes on.
+    mismatch = "policy_kwargs:dict(net_arch=dict(pi=[32, 32], qf=[32]))"
+    reasons = optimize("Pendulum-v1", "mismatch", [*TINY[:2], mismatch])
+    assert all(r.startswith("invalid hyperparameters: ValueError: er_lambda has 2 values") for r in reasons), reasons
