@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sb3_dst.common.topology import (
+    TargetSparsity,
     drop_and_grow,
     er_connection_count,
     er_lambdas_for_sparsity,
@@ -170,3 +171,47 @@ def test_reset_optimizer_state_zeroes_only_the_given_positions():
         assert bool((opt.state[param][key][positions] == 0).all())
         assert th.equal(opt.state[param][key][~positions], before[key][~positions])
     assert th.equal(opt.state[param]["step"], before["step"])
+
+
+@given(
+    st.tuples(st.integers(2, 30), st.integers(2, 30)),
+    st.floats(0.05, 0.95),
+    st.floats(0.05, 0.5),
+    st.sampled_from([0.005, 0.1, 1.0]),
+    st.integers(0, 2**31 - 1),
+)
+def test_incremental_target_sparsity_equals_full_pruning(shape, density, eta, tau, seed):
+    """TargetSparsity (contested positions only) must give exactly the targets of prune_to_k on the whole layer."""
+    gen = th.Generator().manual_seed(seed)
+    numel = shape[0] * shape[1]
+    k = max(2, round(density * numel))
+    mask = random_mask(shape, min(k, numel), generator=gen)
+    k = int(mask.sum())
+    online = th.randn(shape, generator=gen) * mask
+    target = online.clone()
+    reference = online.clone()
+    fast = TargetSparsity(target, mask, k)
+    for _ in range(4):  # evolutions
+        _, _, changed = drop_and_grow(online, mask, eta, generator=gen)
+        fast.mark_changed(changed)
+        for _ in range(6):  # optimizer steps and target updates between evolutions
+            online += 0.3 * th.randn(shape, generator=gen) * mask
+            for t in (target, reference):
+                t.mul_(1 - tau).add_(tau * online)
+            fast.maintain()
+            prune_to_k(reference, k)
+            assert int(th.count_nonzero(target)) <= k
+            assert th.equal(target, reference)
+
+
+def test_target_sparsity_falls_back_when_an_uncontested_weight_is_smallest():
+    mask = th.tensor([[1.0, 1.0, 0.0, 0.0]])
+    target = th.tensor([[1e-6, 1.0, 0.0, 0.0]])  # a tiny weight outside the contested positions
+    fast = TargetSparsity(target, mask, 2)
+    assert fast.in_sync
+    new_mask = th.tensor([[1.0, 0.0, 1.0, 0.0]])
+    mask.copy_(new_mask)
+    fast.mark_changed(th.tensor([[False, True, True, False]]))
+    target[0, 2] = 0.5  # the grown connection got a large weight through a target update
+    assert fast.maintain()
+    assert th.equal(target, th.tensor([[0.0, 1.0, 0.5, 0.0]]))  # the tiny uncontested one is pruned

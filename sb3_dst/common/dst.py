@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.type_aliases import MaybeCallback
 from torch import nn
@@ -13,7 +14,7 @@ from torch import nn
 from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.masking import MASK_NAME, masked_step, sparse_linears
 from sb3_dst.common.policies import ErLambda, linear_layers
-from sb3_dst.common.topology import drop_and_grow, prune_to_k, reset_optimizer_state
+from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimizer_state
 
 TOPOLOGY_KEYS = ("er_lambda", "sparsity", "sparse_output_layer")
 
@@ -28,6 +29,14 @@ def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
             if found is not None:
                 return found
     return None
+
+
+class _TargetLayer(TargetSparsity):
+    """Algorithm 3 state of one target layer, remembering the layer to refresh its mask buffer."""
+
+    def __init__(self, layer: nn.Linear, online_mask: th.Tensor):
+        self.layer = layer
+        super().__init__(layer.weight, online_mask, int(online_mask.sum()))
 
 
 class DSTMixin:
@@ -108,18 +117,16 @@ class DSTMixin:
     def _setup_dst(self) -> None:
         """Cache the sparse layers, the target layers paired with their online connection counts, and sizes."""
         self._sparse_layers: dict[str, list[nn.Linear]] = {}
-        self._target_budgets: dict[str, list[tuple[nn.Linear, int]]] = {}
+        self._target_sparsity: dict[str, list[_TargetLayer]] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
-        # Unknown after construction or loading: checked at the first target update.
-        self._targets_within_online_masks: dict[str, bool] = {}
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
             layers = sparse_linears(online)
             self._sparse_layers[name] = layers
             if target_attr is not None:
                 targets = sparse_linears(getattr(self, target_attr))
-                self._target_budgets[name] = [
-                    (t, int(getattr(o, MASK_NAME).sum())) for o, t in zip(layers, targets, strict=True)
+                self._target_sparsity[name] = [
+                    _TargetLayer(t, getattr(o, MASK_NAME)) for o, t in zip(layers, targets, strict=True)
                 ]
             weights = [layer.weight for layer in linear_layers(online)]
             total = sum(w.numel() for w in weights)
@@ -147,9 +154,8 @@ class DSTMixin:
             *super()._excluded_save_params(),  # type: ignore[misc]
             "dst_callback",
             "_sparse_layers",
-            "_target_budgets",
+            "_target_sparsity",
             "_sizes",
-            "_targets_within_online_masks",
         ]  # type: ignore[misc]
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
@@ -179,8 +185,10 @@ class DSTMixin:
         for layer in self._sparse_layers[network]:
             mask = getattr(layer, MASK_NAME)
             dropped, grown, changed = drop_and_grow(layer.weight, mask, self.drop_fraction)
-            self._targets_within_online_masks[network] = False
             reset_optimizer_state(optimizer, layer.weight, dropped | grown)
+            for target in self._target_sparsity.get(network, ()):
+                if target.online_mask is mask:
+                    target.mark_changed(changed)
             moved += int(changed.sum()) // 2
             total += int(mask.sum())
         fraction = moved / max(total, 1)
@@ -190,25 +198,10 @@ class DSTMixin:
         return fraction
 
     def _maintain_target_sparsity(self, network: str) -> None:
-        """Algorithm 3 on each target layer of ``network``: keep as many connections as the online layer.
-
-        A Polyak update can only add non-zeros where the online layer has connections. While every non-zero of
-        the target lies inside the online mask (true from initialisation until an evolution moves the online
-        mask), the target cannot exceed the budget and the check is skipped; otherwise each target layer is
-        pruned and the condition is re-evaluated.
-        """
-        if self._targets_within_online_masks.get(network, False):
-            return
-        within = True
-        for online_layer, (target_layer, k) in zip(
-            self._sparse_layers[network], self._target_budgets[network], strict=True
-        ):
-            weight = target_layer.weight.detach()
-            prune_to_k(weight, k)
-            support = weight.abs().sign()
-            getattr(target_layer, MASK_NAME).copy_(support)
-            within = within and float(support.mul(getattr(online_layer, MASK_NAME)).sum()) == float(support.sum())
-        self._targets_within_online_masks[network] = within
+        """Algorithm 3 on each target layer of ``network``: keep as many connections as the online layer."""
+        for target in self._target_sparsity[network]:
+            if target.maintain():
+                getattr(target.layer, MASK_NAME).copy_(target.weight.detach().abs().sign())
 
     def _record_dst_metrics(self) -> None:
         """Log the ``dst/`` metrics through SB3's logger."""

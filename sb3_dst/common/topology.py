@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch as th
 
 __all__ = [
+    "TargetSparsity",
     "drop_and_grow",
     "er_connection_count",
     "er_lambdas_for_sparsity",
@@ -188,6 +190,90 @@ def prune_to_k(weight: th.Tensor, k: int) -> bool:
         scores = magnitude.add_(present.sub_(1.0).mul_(-th.finfo(magnitude.dtype).max))
         flat[th.topk(scores, excess, largest=False, sorted=False).indices] = 0.0
     return True
+
+
+def _flat_nonzero(values: th.Tensor) -> th.Tensor:
+    """Indices of the non-zero entries of a 1-D tensor (NumPy's is several times faster on CPU)."""
+    if values.device.type == "cpu":
+        return th.from_numpy(np.flatnonzero(values.numpy()))
+    return values.nonzero().squeeze(1)
+
+
+class TargetSparsity:
+    """Algorithm 3 for one target layer, exact and incremental.
+
+    A Polyak (or hard) update can only create non-zeros where the online layer has connections, and pruning
+    only removes them. So outside the positions an evolution touched since the target last matched the online
+    mask (the *contested* positions), every non-zero of the target is an online connection and their number is
+    known. Each call counts and ranks only the contested entries, then checks with one pass of float operations
+    over the whole matrix that no other non-zero is smaller than the entries it prunes; the few that are become
+    contested too before the final ranking. The result is always that of :func:`prune_to_k` on the whole layer:
+    the ``k`` largest magnitudes survive (ties broken arbitrarily).
+
+    :param weight: the target layer's weight matrix (pruned in place).
+    :param online_mask: the online layer's mask M (read, never written).
+    :param k: connections to keep, ‖M‖₀.
+    """
+
+    def __init__(self, weight: th.Tensor, online_mask: th.Tensor, k: int):
+        self.weight, self.online_mask, self.k = weight, online_mask, k
+        self.resync()
+
+    def resync(self) -> None:
+        """Recompute the contested positions from scratch (where target support and online mask differ)."""
+        flat = self.weight.detach().view(-1)
+        support = flat != 0
+        self.contested = (support != (self.online_mask.view(-1) > 0)).nonzero().squeeze(1)
+        self.n_outside = int(support.sum()) - int((flat[self.contested] != 0).sum())
+
+    def mark_changed(self, positions: th.Tensor) -> None:
+        """Add positions where the online mask changed (bool tensor of the weight's shape) to the contested set."""
+        new = positions.reshape(-1).nonzero().squeeze(1)
+        self.contested = th.cat([self.contested, new]).unique()
+        flat = self.weight.detach().view(-1)
+        self.n_outside = int(th.count_nonzero(flat)) - int(th.count_nonzero(flat[self.contested]))
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether the target's non-zeros all lie inside the online mask (then it cannot exceed k)."""
+        return self.contested.numel() == 0
+
+    def maintain(self) -> bool:
+        """Prune the target to at most k non-zeros. :return: whether entries were pruned."""
+        if self.in_sync:
+            return False
+        flat = self.weight.detach().view(-1)
+        magnitude = flat[self.contested].abs()
+        present = magnitude.sign()
+        n_contested = int(present.sum())
+        excess = self.n_outside + n_contested - self.k
+        if excess > 0:
+            big = th.finfo(magnitude.dtype).max
+            scores = magnitude + (1.0 - present) * big  # absent contested entries rank last
+            bound = float(th.topk(scores, excess, largest=False, sorted=False).values.max())
+            # Every non-zero strictly below `bound` must be contested for the selection to be exact. Count them in
+            # the whole layer with float operations (zeros are counted by the first term, then removed).
+            full = flat.abs()
+            below = (bound - full).clamp_(min=0.0).sign_()
+            n_zeros = flat.numel() - self.n_outside - n_contested
+            if int(below.sum()) - n_zeros != int((bound - scores).clamp_(min=0.0).sign_().sum()):
+                # Some uncontested weights are that small: make them contested too and rank again.
+                small = below.mul_(full.sign_()).index_fill_(0, self.contested, 0.0)
+                extra = _flat_nonzero(small)
+                self.n_outside -= extra.numel()
+                merged = th.cat([self.contested, extra])
+                self.contested = merged
+                magnitude = flat[merged].abs()
+                present = magnitude.sign()
+                scores = magnitude + (1.0 - present) * big
+            with th.no_grad():
+                flat[self.contested[th.topk(scores, excess, largest=False, sorted=False).indices]] = 0.0
+            present = flat[self.contested].abs().sign()
+        # Back in sync when every contested entry agrees with the online mask.
+        if float((present - self.online_mask.view(-1)[self.contested]).abs().sum()) == 0.0:
+            self.n_outside += int(present.sum())
+            self.contested = self.contested[:0]
+        return excess > 0
 
 
 def reset_optimizer_state(optimizer: th.optim.Optimizer, param: th.Tensor, positions: th.Tensor) -> None:
