@@ -133,12 +133,13 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    command = [sys.executable, "-m", "sb3_dst.benchmark", *ARGS, "--out", str(out)]
+    # A relative --out, as users type it (the workers run in their own directories).
+    command = [sys.executable, "-m", "sb3_dst.benchmark", *ARGS, "--out", "bench"]
     td3_dir, ds_dir = out / "runs" / "Pendulum-v1__TD3__seed0", out / "runs" / "Pendulum-v1__DS-TD3__seed0"
 
     # 1. Start the campaign and SIGKILL the scheduler and its worker once DS-TD3 (the second run) has written
     #    its first evaluation: TD3 is finished then, DS-TD3 is not.
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 90
     while not _rows(ds_dir / "evaluations.csv"):
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""

@@ -122,7 +122,16 @@ def _start(out: Path, config: RunConfig) -> _Running:
     package_root = str(Path(__file__).resolve().parents[2])  # run the same sb3_dst as the scheduler
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
     log = open(run_dir / LOG, "ab")
-    command = [sys.executable, "-m", "sb3_dst.benchmark", "worker", str(run_dir), "--parent-pid", str(os.getpid())]
+    # The worker runs inside its run directory, so it must be given an absolute path.
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_dst.benchmark",
+        "worker",
+        str(run_dir.resolve()),
+        "--parent-pid",
+        str(os.getpid()),
+    ]
     process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     return _Running(config, process, log, time.time())
 
