@@ -192,6 +192,10 @@ def prune_to_k(weight: th.Tensor, k: int) -> bool:
     return True
 
 
+#: When uncontested weights fall below the pruning bound, all below this multiple of it become contested.
+MERGE_MARGIN = 4.0
+
+
 def _flat_nonzero(values: th.Tensor) -> th.Tensor:
     """Indices of the non-zero entries of a 1-D tensor (NumPy's is several times faster on CPU)."""
     if values.device.type == "cpu":
@@ -223,13 +227,18 @@ class TargetSparsity:
         """Recompute the contested positions from scratch (where target support and online mask differ)."""
         flat = self.weight.detach().view(-1)
         support = flat != 0
-        self.contested = (support != (self.online_mask.view(-1) > 0)).nonzero().squeeze(1)
+        self._set_contested((support != (self.online_mask.view(-1) > 0)).nonzero().squeeze(1))
         self.n_outside = int(support.sum()) - int((flat[self.contested] != 0).sum())
+
+    def _set_contested(self, positions: th.Tensor) -> None:
+        self.contested = positions
+        # The online mask only changes at an evolution, which goes through mark_changed: cache its values here.
+        self._online_at_contested = self.online_mask.view(-1).index_select(0, positions)
 
     def mark_changed(self, positions: th.Tensor) -> None:
         """Add positions where the online mask changed (bool tensor of the weight's shape) to the contested set."""
         new = positions.reshape(-1).nonzero().squeeze(1)
-        self.contested = th.cat([self.contested, new]).unique()
+        self._set_contested(th.cat([self.contested, new]).unique())
         flat = self.weight.detach().view(-1)
         self.n_outside = int(th.count_nonzero(flat)) - int(th.count_nonzero(flat[self.contested]))
 
@@ -243,36 +252,39 @@ class TargetSparsity:
         if self.in_sync:
             return False
         flat = self.weight.detach().view(-1)
-        magnitude = flat[self.contested].abs()
+        magnitude = flat.index_select(0, self.contested).abs_()
         present = magnitude.sign()
         n_contested = int(present.sum())
         excess = self.n_outside + n_contested - self.k
         if excess > 0:
             big = th.finfo(magnitude.dtype).max
-            scores = magnitude + (1.0 - present) * big  # absent contested entries rank last
-            bound = float(th.topk(scores, excess, largest=False, sorted=False).values.max())
+            scores = magnitude.add_((1.0 - present).mul_(big))  # absent contested entries rank last
+            smallest = th.topk(scores, excess, largest=False, sorted=False)
+            bound = float(smallest.values.max())
             # Every non-zero strictly below `bound` must be contested for the selection to be exact. Count them in
             # the whole layer with float operations (zeros are counted by the first term, then removed).
             full = flat.abs()
-            below = (bound - full).clamp_(min=0.0).sign_()
             n_zeros = flat.numel() - self.n_outside - n_contested
-            if int(below.sum()) - n_zeros != int((bound - scores).clamp_(min=0.0).sign_().sum()):
-                # Some uncontested weights are that small: make them contested too and rank again.
-                small = below.mul_(full.sign_()).index_fill_(0, self.contested, 0.0)
+            n_below = int((bound - full).clamp_(min=0.0).sign_().sum()) - n_zeros
+            if n_below != int((bound - scores).clamp_(min=0.0).sign_().sum()):
+                # Some uncontested weights are that small: make them contested too and rank again. Taking all
+                # below a few times the bound makes the next calls rarely need this (contested may be a superset).
+                margin = MERGE_MARGIN * bound
+                small = (margin - full).clamp_(min=0.0).sign_().mul_(full.sign_()).index_fill_(0, self.contested, 0.0)
                 extra = _flat_nonzero(small)
                 self.n_outside -= extra.numel()
-                merged = th.cat([self.contested, extra])
-                self.contested = merged
-                magnitude = flat[merged].abs()
+                self._set_contested(th.cat([self.contested, extra]))
+                magnitude = flat.index_select(0, self.contested).abs_()
                 present = magnitude.sign()
-                scores = magnitude + (1.0 - present) * big
+                scores = magnitude.add_((1.0 - present).mul_(big))
+                smallest = th.topk(scores, excess, largest=False, sorted=False)
             with th.no_grad():
-                flat[self.contested[th.topk(scores, excess, largest=False, sorted=False).indices]] = 0.0
-            present = flat[self.contested].abs().sign()
+                flat.index_fill_(0, self.contested.index_select(0, smallest.indices), 0.0)
+            present.index_fill_(0, smallest.indices, 0.0)
         # Back in sync when every contested entry agrees with the online mask.
-        if float((present - self.online_mask.view(-1)[self.contested]).abs().sum()) == 0.0:
-            self.n_outside += int(present.sum())
-            self.contested = self.contested[:0]
+        if float(present.sub_(self._online_at_contested).abs_().sum()) == 0.0:
+            self.n_outside += int(self._online_at_contested.sum())
+            self._set_contested(self.contested[:0])
         return excess > 0
 
 
