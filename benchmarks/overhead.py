@@ -1,11 +1,18 @@
 """Per-gradient-step overhead of DSTD3 over SB3's TD3 with the same network shapes.
 
-Both models train on the same replay data (random-action transitions of the environment) with the paper's
-settings: 256-256 networks, batch 100, policy delay 2, e = 1000 (so evolutions are included in the timing).
-Blocks of gradient steps alternate between the two models, so slow drifts of the machine hit both alike; the
-overhead is the ratio of the medians of per-step time over blocks.
+Two modes, both with the paper's settings (256-256 networks, batch 100, policy delay 2, e = 1000, so
+evolutions and the target pruning that follows them are inside the timed blocks):
 
-    python benchmarks/overhead.py --env HalfCheetah-v5 --rounds 12 --steps 500 --out benchmarks/results/overhead.json
+- ``--mode train``: only ``model.train()``, on the same replay data for both models (random-action transitions
+  of the environment): the cost of one gradient step.
+- ``--mode learn``: ``model.learn()`` on the environment (one gradient step per environment step, after a warm-up
+  that fills the buffer): what a user waits for in training, environment and action selection included.
+
+Blocks alternate between the two models, so slow drifts of the machine hit both alike; the overhead is the ratio
+of the medians of per-step time over blocks.
+
+    python benchmarks/overhead.py --mode train --rounds 12 --steps 1000 --out benchmarks/results/overhead_train.json
+    python benchmarks/overhead.py --mode learn --rounds 8 --steps 1000 --out benchmarks/results/overhead_learn.json
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -49,9 +57,10 @@ def fill_buffers(env_id: str, models: list, n: int, seed: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--mode", choices=["train", "learn"], default="train", help="time train() or learn()")
     parser.add_argument("--rounds", type=int, default=12, help="alternating blocks per model")
     parser.add_argument("--steps", type=int, default=500, help="gradient steps per block")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed gradient steps per model first")
+    parser.add_argument("--warmup", type=int, default=1000, help="untimed steps per model first")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args()
     th.set_num_threads(1)
@@ -61,23 +70,35 @@ def main() -> None:
         "TD3": TD3("MlpPolicy", args.env, **common),
         "DSTD3": DSTD3("MlpPolicy", args.env, er_lambda=[7, 64], drop_fraction=0.05, evolution_interval=1000, **common),
     }
-    fill_buffers(args.env, list(models.values()), 5000, seed=0)
-    for model in models.values():
-        model.set_logger(configure(None, []))
-        model.train(gradient_steps=args.warmup, batch_size=100)
+    if args.mode == "train":
+        fill_buffers(args.env, list(models.values()), 5000, seed=0)
+        for model in models.values():
+            model.set_logger(configure(None, []))
+            model.train(gradient_steps=args.warmup, batch_size=100)
+    else:
+        for model in models.values():
+            model.learning_starts = args.warmup
+            model.learn(args.warmup + 100)
+
+    def block(model) -> None:
+        if args.mode == "train":
+            model.train(gradient_steps=args.steps, batch_size=100)
+        else:
+            model.learn(args.steps, reset_num_timesteps=False)
 
     times: dict[str, list[float]] = {name: [] for name in models}
     for r in range(args.rounds):
         order = list(models) if r % 2 == 0 else list(reversed(models))
         for name in order:
             start = time.perf_counter()
-            models[name].train(gradient_steps=args.steps, batch_size=100)
+            block(models[name])
             times[name].append((time.perf_counter() - start) / args.steps)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.3f} ms/step" for n in models))
 
     median = {name: statistics.median(t) for name, t in times.items()}
     overhead = median["DSTD3"] / median["TD3"] - 1.0
     result = {
+        "mode": args.mode,
         "env": args.env,
         "rounds": args.rounds,
         "steps_per_round": args.steps,
@@ -87,6 +108,8 @@ def main() -> None:
         "evolutions_timed": models["DSTD3"].num_evolutions,
         "torch": th.__version__,
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "load_average_at_end": os.getloadavg(),
+        "command": "python " + " ".join(sys.argv),
     }
     print(
         f"median: TD3 {median['TD3'] * 1e3:.3f} ms/step, DSTD3 {median['DSTD3'] * 1e3:.3f} ms/step, "
