@@ -481,6 +481,8 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
         _prefer_given_topology(self.custom_hyperparams)
         if self.trial_id is not None:
             self.trial_id = _TrialIndex(self.trial_id)
+        if isinstance(self.storage, str) and not self.storage.endswith(".log"):
+            self.storage = database_url(self.storage)  # also for --trial-id, which loads the study directly
         if self.storage is None and (self.optimize_hyperparameters or self.trial_id is not None):
             self.storage = default_storage(self.log_folder, self.algo, self.env_name.gym_id)
             if self.study_name is None:

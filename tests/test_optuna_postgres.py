@@ -28,6 +28,7 @@ import optuna
 import pytest
 import sqlalchemy.exc
 
+from sb3_dst import DSTD3
 from sb3_dst.zoo import PRUNED_REASON_ATTR, WORKER_ATTR, database_url
 
 STUDY = "ds_td3_pendulum_shared"
@@ -117,6 +118,10 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def _worker_env() -> dict[str, str]:
+    return {**os.environ, **HEARTBEAT, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
 def _worker(url: str, folder: Path, n_trials: int, seed: int) -> subprocess.Popen:
     """One sweep worker, started exactly as the README tells users to on each machine."""
     command = [
@@ -126,9 +131,8 @@ def _worker(url: str, folder: Path, n_trials: int, seed: int) -> subprocess.Pope
         "--no-optim-plots", "--num-threads", "1", "--seed", str(seed),
         "-params", "n_timesteps:800", "learning_starts:200", "policy_kwargs:dict(net_arch=[32, 32])",
     ]  # fmt: skip
-    env = {**os.environ, **HEARTBEAT, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    log = open(folder.with_suffix(".out"), "w")  # the child process keeps it open
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(folder.with_suffix(".out"), "w") as log:  # the child keeps its own copy of the file
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_worker_env())
 
 
 def _output(folder: Path) -> str:
@@ -201,3 +205,19 @@ def test_killed_worker_trial_is_failed_and_the_other_worker_finishes(postgres: P
     assert len(retries) == 1 and retries[0].params == trials[victim_trial].params
     # The end-of-study report (pandas) was written.
     assert list((tmp_path / "survivor" / "ds_td3").glob("report_Pendulum-v1_*.csv"))
+
+    # Any machine can then train with a trial of the shared study.
+    chosen = retries[0]
+    command = [
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "ds_td3", "--env", "Pendulum-v1", "--storage", postgres.url,
+        "--study-name", STUDY, "--trial-id", str(chosen.number), "-f", str(tmp_path / "final"), "--eval-freq", "-1",
+        "--num-threads", "1", "-params", "n_timesteps:250", "learning_starts:200",
+        "policy_kwargs:dict(net_arch=[32, 32])",
+    ]  # fmt: skip
+    process = subprocess.run(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120, env=_worker_env()
+    )
+    assert process.returncode == 0, process.stdout[-5000:]
+    model = DSTD3.load(tmp_path / "final" / "ds_td3" / "Pendulum-v1_1" / "Pendulum-v1.zip", device="cpu")
+    assert model.er_lambda == [chosen.params["er_lambda_1"], chosen.params["er_lambda_2"]]
+    assert model.drop_fraction == chosen.params["drop_fraction"]
