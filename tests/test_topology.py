@@ -179,8 +179,9 @@ def test_reset_optimizer_state_zeroes_only_the_given_positions():
     st.floats(0.05, 0.5),
     st.sampled_from([0.005, 0.1, 1.0]),
     st.integers(0, 2**31 - 1),
+    st.booleans(),
 )
-def test_incremental_target_sparsity_equals_full_pruning(shape, density, eta, tau, seed):
+def test_incremental_target_sparsity_equals_full_pruning(shape, density, eta, tau, seed, incremental):
     """TargetSparsity (contested positions only) must give exactly the targets of prune_to_k on the whole layer."""
     gen = th.Generator().manual_seed(seed)
     numel = shape[0] * shape[1]
@@ -190,7 +191,10 @@ def test_incremental_target_sparsity_equals_full_pruning(shape, density, eta, ta
     online = th.randn(shape, generator=gen) * mask
     target = online.clone()
     reference = online.clone()
-    fast = TargetSparsity(target, mask, k)
+    support = mask.clone()
+    fast = TargetSparsity(target, mask, k, support=support)
+    if not incremental:  # the path taken on non-CPU devices
+        fast.incremental = False
     for _ in range(4):  # evolutions
         _, _, changed = drop_and_grow(online, mask, eta, generator=gen)
         fast.mark_changed(changed)
@@ -202,6 +206,7 @@ def test_incremental_target_sparsity_equals_full_pruning(shape, density, eta, ta
             prune_to_k(reference, k)
             assert int(th.count_nonzero(target)) <= k
             assert th.equal(target, reference)
+            assert th.equal(support, (target != 0).float())
 
 
 def test_target_sparsity_falls_back_when_an_uncontested_weight_is_smallest():

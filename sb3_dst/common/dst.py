@@ -31,14 +31,6 @@ def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
     return None
 
 
-class _TargetLayer(TargetSparsity):
-    """Algorithm 3 state of one target layer, remembering the layer to refresh its mask buffer."""
-
-    def __init__(self, layer: nn.Linear, online_mask: th.Tensor):
-        self.layer = layer
-        super().__init__(layer.weight, online_mask, int(online_mask.sum()))
-
-
 class DSTMixin:
     """Mixed into SB3's ``TD3``/``SAC`` before them; the algorithm's ``train()`` calls the helpers below.
 
@@ -117,7 +109,7 @@ class DSTMixin:
     def _setup_dst(self) -> None:
         """Cache the sparse layers, the target layers paired with their online connection counts, and sizes."""
         self._sparse_layers: dict[str, list[nn.Linear]] = {}
-        self._target_sparsity: dict[str, list[_TargetLayer]] = {}
+        self._target_sparsity: dict[str, list[TargetSparsity]] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
@@ -126,7 +118,8 @@ class DSTMixin:
             if target_attr is not None:
                 targets = sparse_linears(getattr(self, target_attr))
                 self._target_sparsity[name] = [
-                    _TargetLayer(t, getattr(o, MASK_NAME)) for o, t in zip(layers, targets, strict=True)
+                    _target_sparsity(target, getattr(online, MASK_NAME))
+                    for online, target in zip(layers, targets, strict=True)
                 ]
             weights = [layer.weight for layer in linear_layers(online)]
             total = sum(w.numel() for w in weights)
@@ -200,8 +193,7 @@ class DSTMixin:
     def _maintain_target_sparsity(self, network: str) -> None:
         """Algorithm 3 on each target layer of ``network``: keep as many connections as the online layer."""
         for target in self._target_sparsity[network]:
-            if target.maintain():
-                getattr(target.layer, MASK_NAME).copy_(target.weight.detach().abs().sign())
+            target.maintain()
 
     def _record_dst_metrics(self) -> None:
         """Log the ``dst/`` metrics through SB3's logger."""
@@ -219,6 +211,11 @@ class DSTMixin:
         flops = _training_flops(self)
         if flops is not None:
             self.logger.record("dst/flops", flops)
+
+
+def _target_sparsity(target: nn.Linear, online_mask: th.Tensor) -> TargetSparsity:
+    """Algorithm 3 state of one target layer; its mask buffer follows the target's non-zero pattern."""
+    return TargetSparsity(target.weight, online_mask, int(online_mask.sum()), support=getattr(target, MASK_NAME))
 
 
 _FLOPS_COUNTER: list[Callable[..., float] | None] = []

@@ -196,95 +196,111 @@ def prune_to_k(weight: th.Tensor, k: int) -> bool:
 MERGE_MARGIN = 4.0
 
 
-def _flat_nonzero(values: th.Tensor) -> th.Tensor:
-    """Indices of the non-zero entries of a 1-D tensor (NumPy's is several times faster on CPU)."""
-    if values.device.type == "cpu":
-        return th.from_numpy(np.flatnonzero(values.numpy()))
-    return values.nonzero().squeeze(1)
-
-
 class TargetSparsity:
     """Algorithm 3 for one target layer, exact and incremental.
 
     A Polyak (or hard) update can only create non-zeros where the online layer has connections, and pruning
     only removes them. So outside the positions an evolution touched since the target last matched the online
     mask (the *contested* positions), every non-zero of the target is an online connection and their number is
-    known. Each call counts and ranks only the contested entries, then checks with one pass of float operations
-    over the whole matrix that no other non-zero is smaller than the entries it prunes; the few that are become
-    contested too before the final ranking. The result is always that of :func:`prune_to_k` on the whole layer:
-    the ``k`` largest magnitudes survive (ties broken arbitrarily).
+    known. Each call counts and ranks only the contested entries, then checks with one pass over the whole
+    matrix that no other non-zero is smaller than the entries it prunes; the few that are become contested too
+    before the final ranking. The result is always that of :func:`prune_to_k` on the whole layer: the ``k``
+    largest magnitudes survive (ties broken arbitrarily).
+
+    On CPU the work is done on NumPy views of the tensors (same memory, a fraction of torch's per-call cost at
+    these sizes); on other devices each call is :func:`prune_to_k` on the whole layer.
 
     :param weight: the target layer's weight matrix (pruned in place).
     :param online_mask: the online layer's mask M (read, never written).
     :param k: connections to keep, ‖M‖₀.
+    :param support: optional float tensor kept equal to the target's non-zero pattern (its own mask buffer).
     """
 
-    def __init__(self, weight: th.Tensor, online_mask: th.Tensor, k: int):
-        self.weight, self.online_mask, self.k = weight, online_mask, k
-        self.resync()
+    def __init__(self, weight: th.Tensor, online_mask: th.Tensor, k: int, support: th.Tensor | None = None):
+        self.weight, self.online_mask, self.k, self.support = weight, online_mask, k, support
+        self.incremental = weight.device.type == "cpu" and online_mask.device.type == "cpu"
+        self.contested = np.zeros(0, dtype=np.int64)
+        self._scratch: np.ndarray | None = None
+        if self.incremental:
+            self.resync()
+
+    def _buffer(self, like: np.ndarray) -> np.ndarray:
+        if self._scratch is None or self._scratch.shape != like.shape:
+            self._scratch = np.empty_like(like)
+        return self._scratch
+
+    def _views(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.weight.detach().numpy().reshape(-1), self.online_mask.numpy().reshape(-1)
+
+    def _set_contested(self, positions: np.ndarray, online: np.ndarray) -> None:
+        self.contested = positions
+        # The online mask only changes at an evolution, which goes through mark_changed: cache it here.
+        self._online_at_contested = online[positions] > 0
 
     def resync(self) -> None:
         """Recompute the contested positions from scratch (where target support and online mask differ)."""
-        flat = self.weight.detach().view(-1)
-        support = flat != 0
-        self._set_contested((support != (self.online_mask.view(-1) > 0)).nonzero().squeeze(1))
-        self.n_outside = int(support.sum()) - int((flat[self.contested] != 0).sum())
-
-    def _set_contested(self, positions: th.Tensor) -> None:
-        self.contested = positions
-        # The online mask only changes at an evolution, which goes through mark_changed: cache its values here.
-        self._online_at_contested = self.online_mask.view(-1).index_select(0, positions)
+        weight, online = self._views()
+        support = weight != 0
+        self._set_contested(np.flatnonzero(support != (online > 0)), online)
+        self.n_outside = int(np.count_nonzero(support)) - int(np.count_nonzero(weight[self.contested]))
 
     def mark_changed(self, positions: th.Tensor) -> None:
         """Add positions where the online mask changed (bool tensor of the weight's shape) to the contested set."""
-        new = positions.reshape(-1).nonzero().squeeze(1)
-        self._set_contested(th.cat([self.contested, new]).unique())
-        flat = self.weight.detach().view(-1)
-        self.n_outside = int(th.count_nonzero(flat)) - int(th.count_nonzero(flat[self.contested]))
+        if not self.incremental:
+            return
+        weight, online = self._views()
+        changed = np.flatnonzero(positions.detach().cpu().numpy().reshape(-1))
+        self._set_contested(np.union1d(self.contested, changed), online)
+        self.n_outside = int(np.count_nonzero(weight)) - int(np.count_nonzero(weight[self.contested]))
 
     @property
     def in_sync(self) -> bool:
         """Whether the target's non-zeros all lie inside the online mask (then it cannot exceed k)."""
-        return self.contested.numel() == 0
+        return self.incremental and self.contested.size == 0
 
     def maintain(self) -> bool:
         """Prune the target to at most k non-zeros. :return: whether entries were pruned."""
-        if self.in_sync:
+        if not self.incremental:
+            pruned = prune_to_k(self.weight, self.k)
+            if self.support is not None:  # a hard update moves the support without pruning
+                self.support.copy_(self.weight.detach().abs().sign())
+            return pruned
+        if self.contested.size == 0:
             return False
-        flat = self.weight.detach().view(-1)
-        magnitude = flat.index_select(0, self.contested).abs_()
-        present = magnitude.sign()
-        n_contested = int(present.sum())
+        weight, online = self._views()
+        magnitude = np.abs(weight[self.contested])
+        present = magnitude > 0
+        n_contested = int(np.count_nonzero(present))
         excess = self.n_outside + n_contested - self.k
         if excess > 0:
-            big = th.finfo(magnitude.dtype).max
-            scores = magnitude.add_((1.0 - present).mul_(big))  # absent contested entries rank last
-            smallest = th.topk(scores, excess, largest=False, sorted=False)
-            bound = float(smallest.values.max())
-            # Every non-zero strictly below `bound` must be contested for the selection to be exact. Count them in
-            # the whole layer with float operations (zeros are counted by the first term, then removed).
-            full = flat.abs()
-            n_zeros = flat.numel() - self.n_outside - n_contested
-            n_below = int((bound - full).clamp_(min=0.0).sign_().sum()) - n_zeros
-            if n_below != int((bound - scores).clamp_(min=0.0).sign_().sum()):
+            scores = np.where(present, magnitude, np.inf)  # absent contested entries rank last
+            chosen = np.argpartition(scores, excess - 1)[:excess]
+            bound = scores[chosen].max()
+            # Every non-zero strictly below `bound` must be contested for the selection to be exact. Zeros are
+            # below it too, and their number is known.
+            full = np.abs(weight, out=self._buffer(weight))
+            n_zeros = weight.size - self.n_outside - n_contested
+            if np.count_nonzero(full < bound) - n_zeros != np.count_nonzero(scores < bound):
                 # Some uncontested weights are that small: make them contested too and rank again. Taking all
                 # below a few times the bound makes the next calls rarely need this (contested may be a superset).
-                margin = MERGE_MARGIN * bound
-                small = (margin - full).clamp_(min=0.0).sign_().mul_(full.sign_()).index_fill_(0, self.contested, 0.0)
-                extra = _flat_nonzero(small)
-                self.n_outside -= extra.numel()
-                self._set_contested(th.cat([self.contested, extra]))
-                magnitude = flat.index_select(0, self.contested).abs_()
-                present = magnitude.sign()
-                scores = magnitude.add_((1.0 - present).mul_(big))
-                smallest = th.topk(scores, excess, largest=False, sorted=False)
-            with th.no_grad():
-                flat.index_fill_(0, self.contested.index_select(0, smallest.indices), 0.0)
-            present.index_fill_(0, smallest.indices, 0.0)
+                small = (full < MERGE_MARGIN * bound) & (full > 0)
+                small[self.contested] = False
+                self._set_contested(np.concatenate([self.contested, np.flatnonzero(small)]), online)
+                magnitude = np.abs(weight[self.contested])
+                present = magnitude > 0
+                n_contested = int(np.count_nonzero(present))
+                self.n_outside = int(np.count_nonzero(weight)) - n_contested  # exact again, whatever happened
+                excess = self.n_outside + n_contested - self.k
+                scores = np.where(present, magnitude, np.inf)
+                chosen = np.argpartition(scores, excess - 1)[:excess]
+            weight[self.contested[chosen]] = 0.0
+            present[chosen] = False
+        if self.support is not None:
+            self.support.numpy().reshape(-1)[self.contested] = present
         # Back in sync when every contested entry agrees with the online mask.
-        if float(present.sub_(self._online_at_contested).abs_().sum()) == 0.0:
-            self.n_outside += int(self._online_at_contested.sum())
-            self._set_contested(self.contested[:0])
+        if np.array_equal(present, self._online_at_contested):
+            self.n_outside += int(np.count_nonzero(present))
+            self._set_contested(self.contested[:0], online)
         return excess > 0
 
 
