@@ -221,6 +221,7 @@ class TargetSparsity:
         self.incremental = weight.device.type == "cpu" and online_mask.device.type == "cpu"
         self.contested = np.zeros(0, dtype=np.int64)
         self._scratch: np.ndarray | None = None
+        self._bound = math.inf  # the largest magnitude pruned by the last call that pruned
         if self.incremental:
             self.resync()
 
@@ -255,7 +256,7 @@ class TargetSparsity:
 
     @property
     def in_sync(self) -> bool:
-        """Whether the target's non-zeros all lie inside the online mask (then it cannot exceed k)."""
+        """Whether no position is contested (the target's non-zeros then all lie inside the online mask)."""
         return self.incremental and self.contested.size == 0
 
     def maintain(self) -> bool:
@@ -295,12 +296,19 @@ class TargetSparsity:
                 chosen = np.argpartition(scores, excess - 1)[:excess]
             weight[self.contested[chosen]] = 0.0
             present[chosen] = False
+            magnitude[chosen] = 0.0
+            self._bound = float(scores[chosen].max())
         if self.support is not None:
             self.support.numpy().reshape(-1)[self.contested] = present
-        # Back in sync when every contested entry agrees with the online mask.
-        if np.array_equal(present, self._online_at_contested):
-            self.n_outside += int(np.count_nonzero(present))
-            self._set_contested(self.contested[:0], online)
+        # Keep the contested set small (it would otherwise grow with every evolution): dropped connections pruned
+        # to zero cannot come back before the online mask changes, and connections present in both well above
+        # the last pruning bound are ordinary again (should one fall that low, the check above finds it).
+        online_at = self._online_at_contested
+        settled = np.where(present, online_at & (magnitude >= MERGE_MARGIN * self._bound), ~online_at)
+        if settled.any():
+            self.n_outside += int(np.count_nonzero(settled & present))
+            keep = ~settled
+            self.contested, self._online_at_contested = self.contested[keep], online_at[keep]
         return excess > 0
 
 
