@@ -77,6 +77,12 @@ class DSTMixin:
         self.er_lambda = er_lambda if er_lambda is None or isinstance(er_lambda, (int, float)) else list(er_lambda)
         self.sparsity = sparsity
         self.sparse_output_layer = bool(sparse_output_layer)
+        if not self.dynamic and (drop_fraction is not None or evolution_interval is not None):
+            given = "drop_fraction" if drop_fraction is not None else "evolution_interval"
+            raise TypeError(
+                f"{type(self).__name__} has a fixed topology and takes no {given!r}; "
+                f"use {type(self).__name__.replace('Static', 'DS')} to evolve it"
+            )
         if self.dynamic:
             drop_fraction = self.default_drop_fraction if drop_fraction is None else drop_fraction
             evolution_interval = self.default_evolution_interval if evolution_interval is None else evolution_interval

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from gymnasium import spaces
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sb3_dst.common.masking import add_mask
@@ -27,7 +32,9 @@ class SparseTopologyMixin:
     """Adds Erdős–Rényi masks to the MLP layers an SB3 policy builds.
 
     Each network (the actor, each Q-network of the critic) is sparsified on its own: hidden layers always,
-    the output layer(s) when ``sparse_output_layer`` is set. Biases stay dense.
+    the output layer(s) when ``sparse_output_layer`` is set. Biases stay dense. Without ``net_arch`` the
+    networks are the paper's 256-256. The algorithm-specific policy only says which layers of its actor are
+    hidden and which are outputs (``make_actor``).
 
     :param er_lambda: λ per sparse layer (one number for all of them). Layer l gets exactly
         ``round(λ_l (n_in + n_out))`` connections (Eq. 1). Defaults to the paper's (7, 64).
@@ -40,6 +47,33 @@ class SparseTopologyMixin:
     er_lambda: ErLambda
     sparsity: float | None
     sparse_output_layer: bool
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        *args: Any,
+        er_lambda: ErLambda = None,
+        sparsity: float | None = None,
+        sparse_output_layer: bool = False,
+        **kwargs: Any,
+    ):
+        self._init_topology(er_lambda, sparsity, sparse_output_layer)
+        net_arch = list(DEFAULT_NET_ARCH) if net_arch is None else net_arch
+        super().__init__(observation_space, action_space, lr_schedule, net_arch, *args, **kwargs)  # type: ignore[call-arg]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), **self._topology_kwargs()}  # type: ignore[misc]
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
+        """SB3's critic with each Q-network's hidden layers (and output layer, if asked) sparse."""
+        critic = super().make_critic(features_extractor)  # type: ignore[misc]
+        for i, q_net in enumerate(critic.q_networks):
+            layers = linear_layers(q_net)
+            self._sparsify(f"critic qf{i}", hidden=layers[:-1], output=layers[-1:])
+        return critic
 
     def _init_topology(self, er_lambda: ErLambda, sparsity: float | None, sparse_output_layer: bool) -> None:
         if er_lambda is not None and sparsity is not None:

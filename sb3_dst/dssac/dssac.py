@@ -161,26 +161,3 @@ class StaticSAC(DSSAC):
     """
 
     dynamic: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        policy: str | type[MlpPolicy],
-        env: Any,
-        er_lambda: ErLambda = None,
-        sparsity: float | None = None,
-        sparse_output_layer: bool = False,
-        _init_setup_model: bool = True,
-        **kwargs: Any,
-    ):
-        for key in ("drop_fraction", "evolution_interval"):
-            if key in kwargs:
-                raise TypeError(f"StaticSAC has a fixed topology and takes no {key!r}; use DSSAC to evolve it")
-        super().__init__(
-            policy,
-            env,
-            er_lambda=er_lambda,
-            sparsity=sparsity,
-            sparse_output_layer=sparse_output_layer,
-            _init_setup_model=_init_setup_model,
-            **kwargs,
-        )

@@ -140,26 +140,3 @@ class StaticTD3(DSTD3):
     """
 
     dynamic: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        policy: str | type[MlpPolicy],
-        env: Any,
-        er_lambda: ErLambda = None,
-        sparsity: float | None = None,
-        sparse_output_layer: bool = False,
-        _init_setup_model: bool = True,
-        **kwargs: Any,
-    ):
-        for key in ("drop_fraction", "evolution_interval"):
-            if key in kwargs:
-                raise TypeError(f"StaticTD3 has a fixed topology and takes no {key!r}; use DSTD3 to evolve it")
-        super().__init__(
-            policy,
-            env,
-            er_lambda=er_lambda,
-            sparsity=sparsity,
-            sparse_output_layer=sparse_output_layer,
-            _init_setup_model=_init_setup_model,
-            **kwargs,
-        )
