@@ -334,3 +334,9 @@ def test_topology_keys_inside_policy_kwargs_are_refused(small_kwargs):
 def test_static_variants_refuse_evolution_settings(algo, small_kwargs):
     with pytest.raises(TypeError, match="fixed topology"):
         algo("MlpPolicy", "Pendulum-v1", drop_fraction=0.1, **small_kwargs)
+
+
+@pytest.mark.parametrize("interval", [0, 2.5, True])
+def test_dssac_rejects_a_bad_target_update_interval(interval, small_kwargs):
+    with pytest.raises(ValueError, match="target_update_interval must be an integer >= 1"):
+        DSSAC("MlpPolicy", "Pendulum-v1", target_update_interval=interval, **small_kwargs)

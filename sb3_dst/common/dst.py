@@ -45,6 +45,29 @@ class DSTMixin:
     default_evolution_interval: ClassVar[int] = 1000
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {}
 
+    def __init__(
+        self,
+        policy: Any,
+        env: Any,
+        er_lambda: ErLambda = None,
+        sparsity: float | None = None,
+        sparse_output_layer: bool = False,
+        drop_fraction: float | None = None,
+        evolution_interval: int | None = None,
+        _init_setup_model: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(policy, env, _init_setup_model=False, **kwargs)  # type: ignore[call-arg]
+        self._init_dst(er_lambda, sparsity, sparse_output_layer, drop_fraction, evolution_interval)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        """Build SB3's model with the sparse policy (Algorithm 1, L2-L5), then cache the DST bookkeeping."""
+        self._policy_kwargs_with_topology()
+        super()._setup_model()  # type: ignore[misc]
+        self._setup_dst()
+
     # Set by SB3 base classes; declared for type checkers.
     policy: Any
     policy_class: Any

@@ -12,7 +12,6 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
-from sb3_dst.common.policies import ErLambda
 from sb3_dst.dssac.policies import MlpPolicy
 
 
@@ -45,31 +44,11 @@ class DSSAC(DSTMixin, SAC):
         "actor": ("actor", None),
     }
 
-    def __init__(
-        self,
-        policy: str | type[MlpPolicy],
-        env: Any,
-        er_lambda: ErLambda = None,
-        sparsity: float | None = None,
-        sparse_output_layer: bool = False,
-        drop_fraction: float | None = None,
-        evolution_interval: int | None = None,
-        _init_setup_model: bool = True,
-        **kwargs: Any,
-    ):
-        super().__init__(policy, env, _init_setup_model=False, **kwargs)
-        if isinstance(self.target_update_interval, bool) or not (
-            isinstance(self.target_update_interval, int) and self.target_update_interval >= 1
-        ):
-            raise ValueError(f"target_update_interval must be an integer >= 1, got {self.target_update_interval!r}")
-        self._init_dst(er_lambda, sparsity, sparse_output_layer, drop_fraction, evolution_interval)
-        if _init_setup_model:
-            self._setup_model()
-
-    def _setup_model(self) -> None:
-        self._policy_kwargs_with_topology()
-        super()._setup_model()
-        self._setup_dst()
+    def _init_dst(self, *args: Any, **kwargs: Any) -> None:
+        interval = self.target_update_interval
+        if isinstance(interval, bool) or not (isinstance(interval, int) and interval >= 1):
+            raise ValueError(f"target_update_interval must be an integer >= 1, got {interval!r}")
+        super()._init_dst(*args, **kwargs)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         """Algorithm 4, lines 12-23, once per gradient step (t is ``self._n_updates``)."""

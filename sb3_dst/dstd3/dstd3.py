@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch as th
@@ -12,7 +12,6 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
-from sb3_dst.common.policies import ErLambda
 from sb3_dst.dstd3.policies import MlpPolicy
 
 
@@ -45,28 +44,6 @@ class DSTD3(DSTMixin, TD3):
         "critic": ("critic", "critic_target"),
         "actor": ("actor", "actor_target"),
     }
-
-    def __init__(
-        self,
-        policy: str | type[MlpPolicy],
-        env: Any,
-        er_lambda: ErLambda = None,
-        sparsity: float | None = None,
-        sparse_output_layer: bool = False,
-        drop_fraction: float | None = None,
-        evolution_interval: int | None = None,
-        _init_setup_model: bool = True,
-        **kwargs: Any,
-    ):
-        super().__init__(policy, env, _init_setup_model=False, **kwargs)
-        self._init_dst(er_lambda, sparsity, sparse_output_layer, drop_fraction, evolution_interval)
-        if _init_setup_model:
-            self._setup_model()
-
-    def _setup_model(self) -> None:
-        self._policy_kwargs_with_topology()
-        super()._setup_model()
-        self._setup_dst()
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """Algorithm 1, lines 11-29, once per gradient step (t is ``self._n_updates``)."""
