@@ -304,6 +304,7 @@ def test_save_load_round_trips_masks_weights_and_schedule(algo, small_kwargs, tm
         (dict(er_lambda=[1, 8, 3]), r"er_lambda has 3 values but the actor has 2 sparse"),
         (dict(er_lambda=-1), "positive"),
         (dict(er_lambda=[1, float("nan")]), "positive"),
+        (dict(er_lambda="7,64"), "positive"),
         (dict(drop_fraction=0.0), r"drop_fraction \(η\) must be in \(0, 1\)"),
         (dict(drop_fraction=1.0), r"drop_fraction \(η\)"),
         (dict(evolution_interval=0), r"evolution_interval \(e\) must be an integer >= 1"),
@@ -317,6 +318,17 @@ def test_save_load_round_trips_masks_weights_and_schedule(algo, small_kwargs, tm
 def test_bad_input_is_a_clear_value_error(algo, kwargs, message, small_kwargs):
     with pytest.raises(ValueError, match=message):
         algo("MlpPolicy", "Pendulum-v1", **{**small_kwargs, **kwargs})
+
+
+def test_numpy_values_are_accepted_as_from_a_sweep_script(small_kwargs):
+    small_kwargs["er_lambda"] = np.array([1.0, 8.0])
+    model = DSTD3(
+        "MlpPolicy", "Pendulum-v1", drop_fraction=np.float32(0.1), evolution_interval=np.int64(20), **small_kwargs
+    )
+    assert (
+        model.er_lambda == [1.0, 8.0] and model.evolution_interval == 20 and isinstance(model.evolution_interval, int)
+    )
+    assert connection_counts(model)[:2] == [35, 512]
 
 
 def test_default_lambda_on_a_small_env_explains_itself():

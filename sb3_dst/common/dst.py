@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -13,10 +14,15 @@ from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.masking import MASK_NAME, masked_step, sparse_linears
-from sb3_dst.common.policies import ErLambda, linear_layers
+from sb3_dst.common.policies import ErLambda, SparseTopologyMixin, linear_layers
 from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimizer_state
 
 TOPOLOGY_KEYS = ("er_lambda", "sparsity", "sparse_output_layer")
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
@@ -45,6 +51,13 @@ class DSTMixin:
     default_evolution_interval: ClassVar[int] = 1000
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {}
 
+    # Set by SB3 base classes; declared for type checkers.
+    policy: Any
+    policy_class: Any
+    policy_kwargs: dict[str, Any]
+    logger: Any
+    _n_updates: int
+
     def __init__(
         self,
         policy: Any,
@@ -68,13 +81,6 @@ class DSTMixin:
         super()._setup_model()  # type: ignore[misc]
         self._setup_dst()
 
-    # Set by SB3 base classes; declared for type checkers.
-    policy: Any
-    policy_class: Any
-    policy_kwargs: dict[str, Any]
-    logger: Any
-    _n_updates: int
-
     def _init_dst(
         self,
         er_lambda: ErLambda,
@@ -89,36 +95,37 @@ class DSTMixin:
                 raise ValueError(f"Pass {key} to {type(self).__name__} directly, not inside policy_kwargs")
         if er_lambda is not None and sparsity is not None:
             raise ValueError("Pass either er_lambda or sparsity, not both")
-        if sparsity is not None and not (isinstance(sparsity, (int, float)) and 0.0 <= sparsity < 1.0):
+        if sparsity is not None and not (_is_real(sparsity) and 0.0 <= sparsity < 1.0):
             raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+        self.er_lambda: float | list[float] | None = None
         if er_lambda is not None:
-            values = [er_lambda] if isinstance(er_lambda, (int, float)) else list(er_lambda)
-            if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
+            given: Any = er_lambda
+            iterable = hasattr(given, "__iter__") and not isinstance(given, (str, bytes, dict))
+            values = [given] if _is_real(given) else list(given) if iterable else []
+            if not values or not all(_is_real(v) and math.isfinite(v) and v > 0 for v in values):
                 raise ValueError(
                     f"er_lambda must be a positive number or a list of positive numbers, got {er_lambda!r}"
                 )
-        self.er_lambda = er_lambda if er_lambda is None or isinstance(er_lambda, (int, float)) else list(er_lambda)
-        self.sparsity = sparsity
+            self.er_lambda = float(given) if _is_real(given) else [float(v) for v in values]
+        self.sparsity = None if sparsity is None else float(sparsity)
         self.sparse_output_layer = bool(sparse_output_layer)
         if not self.dynamic and (drop_fraction is not None or evolution_interval is not None):
-            given = "drop_fraction" if drop_fraction is not None else "evolution_interval"
+            key = "drop_fraction" if drop_fraction is not None else "evolution_interval"
             raise TypeError(
-                f"{type(self).__name__} has a fixed topology and takes no {given!r}; "
+                f"{type(self).__name__} has a fixed topology and takes no {key!r}; "
                 f"use {type(self).__name__.replace('Static', 'DS')} to evolve it"
             )
         if self.dynamic:
             drop_fraction = self.default_drop_fraction if drop_fraction is None else drop_fraction
             evolution_interval = self.default_evolution_interval if evolution_interval is None else evolution_interval
-            if not (isinstance(drop_fraction, (int, float)) and 0.0 < drop_fraction < 1.0):
+            if not (_is_real(drop_fraction) and 0.0 < drop_fraction < 1.0):
                 raise ValueError(f"drop_fraction (η) must be in (0, 1), got {drop_fraction!r}")
-            if (
-                isinstance(evolution_interval, bool)
-                or not isinstance(evolution_interval, int)
-                or evolution_interval < 1
-            ):
+            if isinstance(evolution_interval, bool) or not isinstance(evolution_interval, numbers.Integral):
+                raise ValueError(f"evolution_interval (e) must be an integer >= 1, got {evolution_interval!r}")
+            if evolution_interval < 1:
                 raise ValueError(f"evolution_interval (e) must be an integer >= 1, got {evolution_interval!r}")
             self.drop_fraction: float = float(drop_fraction)
-            self.evolution_interval: int = evolution_interval
+            self.evolution_interval: int = int(evolution_interval)
         else:
             self.evolution_interval = 0
         self.num_evolutions = 0
@@ -127,8 +134,6 @@ class DSTMixin:
 
     def _policy_kwargs_with_topology(self) -> None:
         """Hand the topology hyperparameters to the sparse policy (called before the policy is built)."""
-        from sb3_dst.common.policies import SparseTopologyMixin
-
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, SparseTopologyMixin)):
             raise ValueError(
                 f"{type(self).__name__} needs a sparse policy (use 'MlpPolicy'), got {self.policy_class!r}"
