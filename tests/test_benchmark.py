@@ -179,3 +179,29 @@ def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
     # 4. Asking for another configuration of an existing run is refused.
     with pytest.raises(ValueError, match="another configuration"):
         main([*[a if a != "250" else "500" for a in ARGS], "--out", str(out)])
+
+
+@pytest.mark.parametrize(
+    ("algos", "env_id", "message"),
+    [
+        (["TD3"], "Walker2d-v3", "Use Walker2d-v4 or Walker2d-v5"),
+        (["TD3"], "NoSuchEnv-v0", "cannot make 'NoSuchEnv-v0'"),
+        (["DS-TD3:drop_fraction=2"], "Pendulum-v1", r"drop_fraction \(η\) must be in \(0, 1\)"),
+        (["DS-TD3:bogus=1"], "Pendulum-v1", "unexpected keyword argument 'bogus'"),
+    ],
+)
+def test_bad_input_fails_before_any_run_starts(tmp_path: Path, algos, env_id, message) -> None:
+    args = ["run", "--algos", *algos, "--envs", env_id, "--seeds", "0", "--steps", "1000", "--eval-freq", "500"]
+    with pytest.raises(ValueError, match=message):
+        main([*args, "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_command_line_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "sb3_dst.benchmark", "run", "--algos", "TD3", "--envs", "Hopper-v3",
+               "--seeds", "0", "--steps", "1000", "--eval-freq", "500", "--out", str(tmp_path / "out")]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO))
+    )
+    assert result.returncode == 2
+    assert "error: Hopper-v3 is a MuJoCo v3 environment" in result.stderr and "Traceback" not in result.stderr

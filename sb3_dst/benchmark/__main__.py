@@ -88,12 +88,13 @@ def _record_command(out: Path, argv: Sequence[str]) -> None:
 
 def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int:
     from sb3_dst.benchmark.report import write_report
-    from sb3_dst.benchmark.runner import plan_runs, run_campaign
+    from sb3_dst.benchmark.runner import check_runs, plan_runs, run_campaign
 
     configs = plan_runs(
         algos, args.envs, args.seeds, args.steps, args.eval_freq, args.eval_episodes,
         args.hyperparams, args.learning_starts, args.net_arch,
     )  # fmt: skip
+    check_runs(configs)
     _record_command(args.out, argv)
     try:
         failed = run_campaign(configs, args.out, jobs=args.jobs)
@@ -130,5 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, list(args.algos), argv)
 
 
+def cli() -> int:
+    """Command-line entry: bad input ends with one line naming the problem, not a traceback."""
+    try:
+        return main()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -27,7 +27,7 @@ from typing import IO, Any
 from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, resolve_hyperparams
 from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, write_json_atomic
 
-__all__ = ["RUNS_CSV", "RUNS_DIR", "plan_runs", "run_campaign", "run_dir_of"]
+__all__ = ["RUNS_CSV", "RUNS_DIR", "check_runs", "plan_runs", "run_campaign", "run_dir_of"]
 
 RUNS_DIR = "runs"
 RUNS_CSV = "runs.csv"
@@ -62,6 +62,38 @@ def plan_runs(
     if len(set(ids)) != len(ids):
         raise ValueError("two requested runs share a run id (repeated algorithm, env or seed?)")
     return configs
+
+
+def check_runs(configs: Sequence[RunConfig]) -> None:
+    """Build each distinct model once, without training, so bad input fails before any run starts.
+
+    Catches MuJoCo v3 ids (with the ids to use instead), unknown environments, unknown hyperparameters and bad
+    values (for example a λ that makes a layer denser than full), each named with the run it belongs to.
+
+    :raises ValueError: naming the run and the problem.
+    """
+    import gymnasium as gym
+
+    from sb3_dst.benchmark.worker import build_model
+    from sb3_dst.zoo import check_env_id
+
+    seen: set[str] = set()
+    for config in configs:
+        key = json.dumps([config.algo, config.env_id, config.hyperparams], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        check_env_id(config.env_id)
+        try:
+            env = gym.make(config.env_id)
+        except gym.error.Error as error:
+            raise ValueError(f"{config.run_id}: cannot make {config.env_id!r}: {error}") from error
+        try:
+            build_model(config, env)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{config.run_id}: {error}") from error
+        finally:
+            env.close()
 
 
 def _is_finished(out: Path, config: RunConfig) -> bool:
