@@ -220,3 +220,18 @@ def test_target_sparsity_falls_back_when_an_uncontested_weight_is_smallest():
     target[0, 2] = 0.5  # the grown connection got a large weight through a target update
     assert fast.maintain()
     assert th.equal(target, th.tensor([[0.0, 1.0, 0.5, 0.0]]))  # the tiny uncontested one is pruned
+
+
+def test_target_sparsity_recovers_when_weights_appear_outside_the_online_mask():
+    """E.g. online weights edited by hand: the target gets non-zeros the bookkeeping did not expect."""
+    gen = th.Generator().manual_seed(1)
+    mask = random_mask((8, 8), 20, generator=gen)
+    target = th.randn(8, 8, generator=gen) * mask
+    support = mask.clone()
+    fast = TargetSparsity(target, mask, 20, support=support)
+    fast.mark_changed(th.zeros(8, 8, dtype=th.bool).index_fill_(0, th.tensor([0]), True))
+    target += 0.1 * th.randn(8, 8, generator=gen)  # non-zeros everywhere, far more than contested
+    reference = target.clone()
+    assert fast.maintain()
+    prune_to_k(reference, 20)
+    assert th.equal(target, reference) and th.equal(support, (target != 0).float())

@@ -273,6 +273,14 @@ class TargetSparsity:
         present = magnitude > 0
         n_contested = int(np.count_nonzero(present))
         excess = self.n_outside + n_contested - self.k
+        if excess > n_contested:
+            # More to prune than is contested: non-zeros appeared outside the online mask (weights edited by hand,
+            # or loaded without their masks). Prune the whole layer and start the bookkeeping again.
+            prune_to_k(self.weight, self.k)
+            self.resync()
+            if self.support is not None:
+                self.support.copy_(self.weight.detach().abs().sign())
+            return True
         if excess > 0:
             scores = np.where(present, magnitude, np.inf)  # absent contested entries rank last
             chosen = np.argpartition(scores, excess - 1)[:excess]
