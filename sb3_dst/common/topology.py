@@ -193,7 +193,7 @@ def prune_to_k(weight: th.Tensor, k: int) -> bool:
 
 
 #: When uncontested weights fall below the pruning bound, all below this multiple of it become contested.
-MERGE_MARGIN = 4.0
+MERGE_MARGIN = 32.0
 
 
 class TargetSparsity:
@@ -291,7 +291,7 @@ class TargetSparsity:
             n_zeros = weight.size - self.n_outside - n_contested
             if np.count_nonzero(full < bound) - n_zeros != np.count_nonzero(scores < bound):
                 # Some uncontested weights are that small: make them contested too and rank again. Taking all
-                # below a few times the bound makes the next calls rarely need this (contested may be a superset).
+                # below MERGE_MARGIN times the bound makes the next calls rarely need this (contested may be a superset).
                 small = (full < MERGE_MARGIN * bound) & (full > 0)
                 small[self.contested] = False
                 self._set_contested(np.concatenate([self.contested, np.flatnonzero(small)]), online)
