@@ -6,8 +6,8 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pytest  # noqa: E402
-import torch as th  # noqa: E402
+import pytest
+import torch as th
 
 th.set_num_threads(1)
 

@@ -291,7 +291,7 @@ class TargetSparsity:
             n_zeros = weight.size - self.n_outside - n_contested
             if np.count_nonzero(full < bound) - n_zeros != np.count_nonzero(scores < bound):
                 # Some uncontested weights are that small: make them contested too and rank again. Taking all
-                # below MERGE_MARGIN times the bound makes the next calls rarely need this (contested may be a superset).
+                # below MERGE_MARGIN times the bound makes later calls rarely need this (contested may be a superset).
                 small = (full < MERGE_MARGIN * bound) & (full > 0)
                 small[self.contested] = False
                 self._set_contested(np.concatenate([self.contested, np.flatnonzero(small)]), online)
