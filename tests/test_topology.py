@@ -235,3 +235,18 @@ def test_target_sparsity_recovers_when_weights_appear_outside_the_online_mask():
     assert fast.maintain()
     prune_to_k(reference, 20)
     assert th.equal(target, reference) and th.equal(support, (target != 0).float())
+
+
+def test_target_sparsity_when_the_exact_recount_leaves_nothing_to_prune():
+    """An uncontested weight that lands on exactly zero makes the quick count too high; the recount must win."""
+    mask = th.tensor([[1.0, 1.0, 1.0, 0.0]])
+    target = th.tensor([[0.5, 0.6, 0.7, 0.0]])
+    fast = TargetSparsity(target, mask, 3, support=mask.clone())
+    mask.copy_(th.tensor([[1.0, 1.0, 0.0, 1.0]]))  # evolution: position 2 dropped, position 3 grown
+    fast.mark_changed(th.tensor([[False, False, True, True]]))
+    target[0, 0] = 0.0  # an uncontested weight becomes exactly zero
+    target[0, 3] = 0.01  # the grown connection appears in the target
+    reference = target.clone()
+    assert not fast.maintain()
+    prune_to_k(reference, 3)
+    assert th.equal(target, reference)

@@ -243,7 +243,11 @@ class TargetSparsity:
         weight, online = self._views()
         support = weight != 0
         self._set_contested(np.flatnonzero(support != (online > 0)), online)
-        self.n_outside = int(np.count_nonzero(support)) - int(np.count_nonzero(weight[self.contested]))
+        self._recount_outside(weight)
+
+    def _recount_outside(self, weight: np.ndarray) -> None:
+        """Count exactly the non-zeros outside the contested positions (one pass over the layer)."""
+        self.n_outside = int(np.count_nonzero(weight)) - int(np.count_nonzero(weight[self.contested]))
 
     def mark_changed(self, positions: th.Tensor) -> None:
         """Add positions where the online mask changed (bool tensor of the weight's shape) to the contested set."""
@@ -252,60 +256,64 @@ class TargetSparsity:
         weight, online = self._views()
         changed = np.flatnonzero(positions.detach().cpu().numpy().reshape(-1))
         self._set_contested(np.union1d(self.contested, changed), online)
-        self.n_outside = int(np.count_nonzero(weight)) - int(np.count_nonzero(weight[self.contested]))
+        self._recount_outside(weight)
 
     @property
     def in_sync(self) -> bool:
         """Whether no position is contested (the target's non-zeros then all lie inside the online mask)."""
         return self.incremental and self.contested.size == 0
 
+    def _prune_whole_layer(self) -> bool:
+        """:func:`prune_to_k` on the whole layer, with the support refreshed (a hard update moves it too)."""
+        pruned = prune_to_k(self.weight, self.k)
+        if self.support is not None:
+            self.support.copy_(self.weight.detach().abs().sign())
+        return pruned
+
     def maintain(self) -> bool:
         """Prune the target to at most k non-zeros. :return: whether entries were pruned."""
         if not self.incremental:
-            pruned = prune_to_k(self.weight, self.k)
-            if self.support is not None:  # a hard update moves the support without pruning
-                self.support.copy_(self.weight.detach().abs().sign())
-            return pruned
+            return self._prune_whole_layer()
         if self.contested.size == 0:
             return False
         weight, online = self._views()
-        magnitude = np.abs(weight[self.contested])
-        present = magnitude > 0
-        n_contested = int(np.count_nonzero(present))
-        excess = self.n_outside + n_contested - self.k
-        if excess > n_contested:
-            # More to prune than is contested: non-zeros appeared outside the online mask (weights edited by hand,
-            # or loaded without their masks). Prune the whole layer and start the bookkeeping again.
-            prune_to_k(self.weight, self.k)
-            self.resync()
-            if self.support is not None:
-                self.support.copy_(self.weight.detach().abs().sign())
-            return True
-        if excess > 0:
+        chosen = None
+        for ranking in range(2):  # a second ranking only after small uncontested weights joined the contested
+            magnitude = np.abs(weight[self.contested])
+            present = magnitude > 0
+            n_contested = int(np.count_nonzero(present))
+            excess = self.n_outside + n_contested - self.k
+            if excess > n_contested:
+                # More to prune than is contested: non-zeros appeared outside the online mask (weights edited by
+                # hand, or loaded without their masks). Prune the whole layer and start the bookkeeping again.
+                self._prune_whole_layer()
+                self.resync()
+                return True
+            if excess <= 0:
+                chosen = None
+                break
             scores = np.where(present, magnitude, np.inf)  # absent contested entries rank last
             chosen = np.argpartition(scores, excess - 1)[:excess]
             bound = scores[chosen].max()
+            if ranking == 1:  # everything below MERGE_MARGIN times the first bound is contested now: exact
+                break
             # Every non-zero strictly below `bound` must be contested for the selection to be exact. Zeros are
             # below it too, and their number is known.
             full = np.abs(weight, out=self._buffer(weight))
             n_zeros = weight.size - self.n_outside - n_contested
-            if np.count_nonzero(full < bound) - n_zeros != np.count_nonzero(scores < bound):
-                # Some uncontested weights are that small: make them contested too and rank again. Taking all
-                # below MERGE_MARGIN times the bound makes later calls rarely need this (contested may be a superset).
-                small = (full < MERGE_MARGIN * bound) & (full > 0)
-                small[self.contested] = False
-                self._set_contested(np.concatenate([self.contested, np.flatnonzero(small)]), online)
-                magnitude = np.abs(weight[self.contested])
-                present = magnitude > 0
-                n_contested = int(np.count_nonzero(present))
-                self.n_outside = int(np.count_nonzero(weight)) - n_contested  # exact again, whatever happened
-                excess = self.n_outside + n_contested - self.k
-                scores = np.where(present, magnitude, np.inf)
-                chosen = np.argpartition(scores, excess - 1)[:excess]
+            if np.count_nonzero(full < bound) - n_zeros == np.count_nonzero(scores < bound):
+                break
+            # Some uncontested weights are that small: make them contested too and rank again. Taking all below
+            # MERGE_MARGIN times the bound makes later calls rarely need this (contested may be a superset).
+            small = (full < MERGE_MARGIN * bound) & (full > 0)
+            small[self.contested] = False
+            self._set_contested(np.concatenate([self.contested, np.flatnonzero(small)]), online)
+            self._recount_outside(weight)  # exact again, whatever happened
+        if chosen is not None:
             weight[self.contested[chosen]] = 0.0
             present[chosen] = False
             magnitude[chosen] = 0.0
-            self._bound = float(scores[chosen].max())
+            self._bound = float(bound)
         if self.support is not None:
             self.support.numpy().reshape(-1)[self.contested] = present
         # Keep the contested set small (it would otherwise grow with every evolution): dropped connections pruned
@@ -317,7 +325,7 @@ class TargetSparsity:
             self.n_outside += int(np.count_nonzero(settled & present))
             keep = ~settled
             self.contested, self._online_at_contested = self.contested[keep], online_at[keep]
-        return excess > 0
+        return chosen is not None
 
 
 def reset_optimizer_state(optimizer: th.optim.Optimizer, param: th.Tensor, positions: th.Tensor) -> None:
