@@ -52,6 +52,8 @@ from weakref import WeakKeyDictionary
 import numpy as np
 from torch import nn
 
+from sb3_dst.common.masking import MASK_NAME, linear_layers
+
 __all__ = [
     "FlopsBreakdown",
     "count_connections",
@@ -61,12 +63,7 @@ __all__ = [
     "training_flops",
 ]
 
-MASK_NAME = "weight_mask"
 Convention = Literal["executed", "paper"]
-
-
-def _linears(module: nn.Module) -> list[nn.Linear]:
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
 
 
 def count_connections(module: nn.Module) -> int:
@@ -76,7 +73,7 @@ def count_connections(module: nn.Module) -> int:
     ``nn.Linear`` its ``weight.numel()``. Biases and non-linear layers are not counted.
     """
     total = 0
-    for layer in _linears(module):
+    for layer in linear_layers(module):
         mask = getattr(layer, MASK_NAME, None)
         total += int(mask.sum().item()) if mask is not None else layer.weight.numel()
     return total
@@ -84,14 +81,14 @@ def count_connections(module: nn.Module) -> int:
 
 def _count_parameters(module: nn.Module) -> int:
     """Connections plus every parameter that is not a linear layer's weight (biases, log-std, ...)."""
-    weights = {id(layer.weight) for layer in _linears(module)}
+    weights = {id(layer.weight) for layer in linear_layers(module)}
     others = sum(p.numel() for p in module.parameters() if id(p) not in weights)
     return count_connections(module) + others
 
 
 def _sparse_matrix_entries(module: nn.Module) -> int:
     """Weight-matrix entries (``n^(l-1)·n^l``) of the sparse layers of ``module``."""
-    return sum(layer.weight.numel() for layer in _linears(module) if hasattr(layer, MASK_NAME))
+    return sum(layer.weight.numel() for layer in linear_layers(module) if hasattr(layer, MASK_NAME))
 
 
 def _policy(model: Any) -> Any:
@@ -164,7 +161,7 @@ def _cached_count(policy: Any) -> _Counts:
         ):
             return counts
     layers = []
-    for layer in _linears(policy.actor) + _linears(policy.critic):
+    for layer in linear_layers(policy.actor) + linear_layers(policy.critic):
         mask = getattr(layer, MASK_NAME, None)
         layers.append((layer, mask, -1 if mask is None else mask._version))
     counts = _count(policy)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch as th
@@ -13,9 +12,10 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
-from sb3_dst.common.masking import MASK_NAME, masked_step, sparse_linears
-from sb3_dst.common.policies import ErLambda, SparseTopologyMixin, linear_layers
+from sb3_dst.common.masking import MASK_NAME, linear_layers, masked_step, sparse_linears
+from sb3_dst.common.policies import ErLambda, SparseTopologyMixin
 from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimizer_state
+from sb3_dst.metrics import count_connections, training_flops
 
 TOPOLOGY_KEYS = ("er_lambda", "sparsity", "sparse_output_layer")
 
@@ -155,10 +155,10 @@ class DSTMixin:
                     _target_sparsity(target, getattr(online, MASK_NAME))
                     for online, target in zip(layers, targets, strict=True)
                 ]
-            weights = [layer.weight for layer in linear_layers(online)]
-            total = sum(w.numel() for w in weights)
-            connections = total - sum(int((getattr(layer, MASK_NAME) == 0).sum()) for layer in layers)
-            self._sizes[name] = (connections, total)
+            self._sizes[name] = (
+                count_connections(online),
+                sum(layer.weight.numel() for layer in linear_layers(online)),
+            )
 
     # --- SB3 hooks ---------------------------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class DSTMixin:
             "_sparse_layers",
             "_target_sparsity",
             "_sizes",
-        ]  # type: ignore[misc]
+        ]
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
         super().set_parameters(*args, **kwargs)  # type: ignore[misc]
@@ -209,13 +209,14 @@ class DSTMixin:
         """
         optimizer = getattr(self, self.networks[network][0]).optimizer
         moved = total = 0
-        for layer in self._sparse_layers[network]:
+        layers = self._sparse_layers[network]
+        targets: list[TargetSparsity | None] = list(self._target_sparsity.get(network, [None] * len(layers)))
+        for layer, target in zip(layers, targets, strict=True):
             mask = getattr(layer, MASK_NAME)
             dropped, grown, changed = drop_and_grow(layer.weight, mask, self.drop_fraction)
             reset_optimizer_state(optimizer, layer.weight, dropped | grown)
-            for target in self._target_sparsity.get(network, ()):
-                if target.online_mask is mask:
-                    target.mark_changed(changed)
+            if target is not None:
+                target.mark_changed(changed)
             moved += int(changed.sum()) // 2
             total += int(mask.sum())
         fraction = moved / max(total, 1)
@@ -242,26 +243,9 @@ class DSTMixin:
             self.logger.record("dst/evolutions", self.num_evolutions)
             for name, fraction in self.last_changed_fraction.items():
                 self.logger.record(f"dst/{name}_changed_fraction", fraction)
-        flops = _training_flops(self)
-        if flops is not None:
-            self.logger.record("dst/flops", flops)
+        self.logger.record("dst/flops", training_flops(self))
 
 
 def _target_sparsity(target: nn.Linear, online_mask: th.Tensor) -> TargetSparsity:
     """Algorithm 3 state of one target layer; its mask buffer follows the target's non-zero pattern."""
     return TargetSparsity(target.weight, online_mask, int(online_mask.sum()), support=getattr(target, MASK_NAME))
-
-
-_FLOPS_COUNTER: list[Callable[..., float] | None] = []
-
-
-def _training_flops(model: Any) -> float | None:
-    """Total training FLOPs so far, when :mod:`sb3_dst.metrics` provides them (looked up once)."""
-    if not _FLOPS_COUNTER:
-        try:
-            from sb3_dst.metrics import training_flops as counter
-        except ImportError:
-            counter = None  # type: ignore[assignment]
-        _FLOPS_COUNTER.append(counter)
-    found = _FLOPS_COUNTER[0]
-    return None if found is None else float(found(model))

@@ -7,7 +7,7 @@ saved and loaded by Stable-Baselines3, and moved with ``.to(device)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch as th
 from torch import nn
@@ -16,7 +16,7 @@ from sb3_dst.common.topology import random_mask
 
 MASK_NAME = "weight_mask"
 
-__all__ = ["MASK_NAME", "add_mask", "apply_masks", "masked_step", "sparse_linears"]
+__all__ = ["MASK_NAME", "add_mask", "apply_masks", "linear_layers", "masked_step", "sparse_linears"]
 
 
 def add_mask(layer: nn.Linear, n_connections: int) -> None:
@@ -28,6 +28,11 @@ def add_mask(layer: nn.Linear, n_connections: int) -> None:
     layer.register_buffer(MASK_NAME, mask)
     with th.no_grad():
         layer.weight.mul_(mask)
+
+
+def linear_layers(module: nn.Module) -> list[nn.Linear]:
+    """The ``nn.Linear`` layers of ``module`` in registration order, sparse or dense."""
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
 
 
 def sparse_linears(module: nn.Module) -> list[nn.Linear]:
@@ -55,8 +60,3 @@ def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Linear]) -> N
     """
     optimizer.step()
     apply_masks(layers)
-
-
-def count_connections(layers: Iterable[nn.Linear]) -> int:
-    """Total number of connections in ``layers`` (mask entries equal to 1)."""
-    return int(sum(int(getattr(layer, MASK_NAME).sum()) for layer in layers))

@@ -11,7 +11,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_dst.common.masking import add_mask
+from sb3_dst.common.masking import add_mask, linear_layers
 from sb3_dst.common.topology import er_connection_count, er_lambdas_for_sparsity
 
 #: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d).
@@ -21,11 +21,6 @@ DEFAULT_ER_LAMBDA: tuple[float, ...] = (7.0, 64.0)
 DEFAULT_NET_ARCH: list[int] = [256, 256]
 
 ErLambda = float | Sequence[float] | None
-
-
-def linear_layers(module: nn.Module) -> list[nn.Linear]:
-    """The ``nn.Linear`` layers of ``module`` in order."""
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
 
 
 class SparseTopologyMixin:

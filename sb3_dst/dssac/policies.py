@@ -6,7 +6,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
-from sb3_dst.common.policies import SparseTopologyMixin, linear_layers
+from sb3_dst.common.masking import linear_layers
+from sb3_dst.common.policies import SparseTopologyMixin
 
 
 class SparseSACPolicy(SparseTopologyMixin, SACPolicy):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.td3.policies import Actor, TD3Policy
 
-from sb3_dst.common.policies import SparseTopologyMixin, linear_layers
+from sb3_dst.common.masking import linear_layers
+from sb3_dst.common.policies import SparseTopologyMixin
 
 
 class SparseTD3Policy(SparseTopologyMixin, TD3Policy):
