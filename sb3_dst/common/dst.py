@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, ClassVar
 
@@ -13,16 +12,11 @@ from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.masking import MASK_NAME, linear_layers, masked_step, sparse_linears
-from sb3_dst.common.policies import ErLambda, SparseTopologyMixin
+from sb3_dst.common.policies import ErLambda, SparseTopologyMixin, check_topology, is_real
 from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimizer_state
 from sb3_dst.metrics import count_connections, training_flops
 
 TOPOLOGY_KEYS = ("er_lambda", "sparsity", "sparse_output_layer")
-
-
-def _is_real(value: Any) -> bool:
-    """A real number (Python or NumPy), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
@@ -93,21 +87,7 @@ class DSTMixin:
         for key in TOPOLOGY_KEYS:
             if key in self.policy_kwargs:
                 raise ValueError(f"Pass {key} to {type(self).__name__} directly, not inside policy_kwargs")
-        if er_lambda is not None and sparsity is not None:
-            raise ValueError("Pass either er_lambda or sparsity, not both")
-        if sparsity is not None and not (_is_real(sparsity) and 0.0 <= sparsity < 1.0):
-            raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
-        self.er_lambda: float | list[float] | None = None
-        if er_lambda is not None:
-            given: Any = er_lambda
-            iterable = hasattr(given, "__iter__") and not isinstance(given, (str, bytes, dict))
-            values = [given] if _is_real(given) else list(given) if iterable else []
-            if not values or not all(_is_real(v) and math.isfinite(v) and v > 0 for v in values):
-                raise ValueError(
-                    f"er_lambda must be a positive number or a list of positive numbers, got {er_lambda!r}"
-                )
-            self.er_lambda = float(given) if _is_real(given) else [float(v) for v in values]
-        self.sparsity = None if sparsity is None else float(sparsity)
+        self.er_lambda, self.sparsity = check_topology(er_lambda, sparsity)
         self.sparse_output_layer = bool(sparse_output_layer)
         if not self.dynamic and (drop_fraction is not None or evolution_interval is not None):
             key = "drop_fraction" if drop_fraction is not None else "evolution_interval"
@@ -118,7 +98,7 @@ class DSTMixin:
         if self.dynamic:
             drop_fraction = self.default_drop_fraction if drop_fraction is None else drop_fraction
             evolution_interval = self.default_evolution_interval if evolution_interval is None else evolution_interval
-            if not (_is_real(drop_fraction) and 0.0 < drop_fraction < 1.0):
+            if not (is_real(drop_fraction) and 0.0 < drop_fraction < 1.0):
                 raise ValueError(f"drop_fraction (η) must be in (0, 1), got {drop_fraction!r}")
             if isinstance(evolution_interval, bool) or not isinstance(evolution_interval, numbers.Integral):
                 raise ValueError(f"evolution_interval (e) must be an integer >= 1, got {evolution_interval!r}")

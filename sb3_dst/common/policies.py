@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +23,31 @@ DEFAULT_ER_LAMBDA: tuple[float, ...] = (7.0, 64.0)
 DEFAULT_NET_ARCH: list[int] = [256, 256]
 
 ErLambda = float | Sequence[float] | None
+
+
+def is_real(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_topology(er_lambda: Any, sparsity: Any) -> tuple[float | list[float] | None, float | None]:
+    """Validate ``er_lambda`` and ``sparsity`` and return them as plain ``float``/``list[float]`` values.
+
+    :raises ValueError: naming the parameter, for both given, a non-positive or non-finite λ, or a sparsity
+        outside [0, 1).
+    """
+    if er_lambda is not None and sparsity is not None:
+        raise ValueError("Pass either er_lambda or sparsity, not both")
+    if sparsity is not None and not (is_real(sparsity) and 0.0 <= sparsity < 1.0):
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    lambdas: float | list[float] | None = None
+    if er_lambda is not None:
+        iterable = hasattr(er_lambda, "__iter__") and not isinstance(er_lambda, (str, bytes, dict))
+        values = [er_lambda] if is_real(er_lambda) else list(er_lambda) if iterable else []
+        if not values or not all(is_real(v) and math.isfinite(v) and v > 0 for v in values):
+            raise ValueError(f"er_lambda must be a positive number or a list of positive numbers, got {er_lambda!r}")
+        lambdas = float(er_lambda) if is_real(er_lambda) else [float(v) for v in values]
+    return lambdas, None if sparsity is None else float(sparsity)
 
 
 class SparseTopologyMixin:
@@ -71,12 +98,7 @@ class SparseTopologyMixin:
         return critic
 
     def _init_topology(self, er_lambda: ErLambda, sparsity: float | None, sparse_output_layer: bool) -> None:
-        if er_lambda is not None and sparsity is not None:
-            raise ValueError("Pass either er_lambda or sparsity, not both")
-        if sparsity is not None and not 0.0 <= float(sparsity) < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-        self.er_lambda = er_lambda
-        self.sparsity = None if sparsity is None else float(sparsity)
+        self.er_lambda, self.sparsity = check_topology(er_lambda, sparsity)
         self.sparse_output_layer = bool(sparse_output_layer)
 
     def _topology_kwargs(self) -> dict:
