@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,16 @@ def fill_buffers(env_id: str, models: list, n: int, seed: int) -> None:
         obs = next_obs
         if terminated or truncated:
             obs, _ = env.reset()
+
+
+def _commit() -> str:
+    """The git commit measured, with '+dirty' when the work tree has changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main() -> None:
@@ -110,6 +121,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "load_average_at_end": os.getloadavg(),
         "command": "python " + " ".join(sys.argv),
+        "commit": _commit(),
     }
     print(
         f"median: TD3 {median['TD3'] * 1e3:.3f} ms/step, DSTD3 {median['DSTD3'] * 1e3:.3f} ms/step, "
