@@ -205,3 +205,14 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "error: Hopper-v3 is a MuJoCo v3 environment" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_corrupt_run_config_is_named_and_nothing_is_deleted(tmp_path: Path) -> None:
+    args = ["run", "--algos", "TD3", "--envs", "Pendulum-v1", "--seeds", "0", "--steps", "1000", "--eval-freq", "500"]
+    run_dir = tmp_path / "out" / "runs" / "Pendulum-v1__TD3__seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text('{"algo": "TD3", broken')
+    (run_dir / "evaluations.csv").write_text("timesteps,mean_return\n500,-1200.0\n")
+    with pytest.raises(ValueError, match=r"config\.json is not valid JSON .*delete .*Pendulum-v1__TD3__seed0"):
+        main([*args, "--out", str(tmp_path / "out")])
+    assert (run_dir / "evaluations.csv").read_text().endswith("-1200.0\n")

@@ -102,7 +102,12 @@ def _is_finished(out: Path, config: RunConfig) -> bool:
     config_path = run_dir / CONFIG
     if not config_path.exists():
         return False
-    existing = json.loads(config_path.read_text())
+    try:
+        existing = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{config_path} is not valid JSON ({error}); delete {run_dir} to run it again from scratch"
+        ) from error
     if existing != config.to_json():
         diff = sorted(k for k in set(existing) | set(config.to_json()) if existing.get(k) != config.to_json().get(k))
         raise ValueError(
