@@ -272,7 +272,11 @@ def training_flops(model: Any, convention: Convention = "executed") -> float:
 
     :param convention: ``"executed"`` (default, what is run) or ``"paper"`` (Table 3's convention).
     """
-    parts = _breakdown(model, _cached_count(_policy(model)), convention)
+    return _total_flops(model, _breakdown(model, _cached_count(_policy(model)), convention), convention)
+
+
+def _total_flops(model: Any, parts: FlopsBreakdown, convention: Convention = "executed") -> float:
+    """:func:`training_flops` from a breakdown computed beforehand (see ``DSTMixin._record_dst_metrics``)."""
     n_updates = int(getattr(model, "_n_updates", 0))
     if convention == "paper":
         return n_updates * parts.per_gradient_step

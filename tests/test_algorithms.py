@@ -14,6 +14,7 @@ from stable_baselines3.common.logger import configure
 
 from sb3_dst import DSSAC, DSTD3, DSTCallback, StaticSAC, StaticTD3
 from sb3_dst.common.masking import MASK_NAME, add_mask, masked_step, sparse_linears
+from sb3_dst.metrics import training_flops
 
 ALGOS = [DSTD3, DSSAC]
 ALL_ALGOS = [DSTD3, DSSAC, StaticTD3, StaticSAC]
@@ -129,6 +130,18 @@ def test_evolution_moves_connections_but_never_their_number(algo, small_kwargs):
         assert bool((layer.weight[getattr(layer, MASK_NAME) == 0] == 0).all())
     for online, target in target_pairs(model):  # Algorithm 3: targets never exceed the online budget
         assert int(th.count_nonzero(target.weight)) <= int(getattr(online, MASK_NAME).sum())
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_target_masks_in_the_state_dict_are_the_targets_nonzero_patterns(algo, small_kwargs):
+    model = algo("MlpPolicy", "Pendulum-v1", seed=2, evolution_interval=20, drop_fraction=0.2, **small_kwargs)
+    model.learn(250)
+    state = model.policy.state_dict()
+    prefixes = {id(m): name for name, m in model.policy.named_modules()}
+    for online, target in target_pairs(model):
+        mask = state[f"{prefixes[id(target)]}.{MASK_NAME}"]
+        assert th.equal(mask, (target.weight != 0).float())
+        assert int(mask.sum()) <= int(getattr(online, MASK_NAME).sum())
 
 
 @pytest.mark.parametrize("algo", [StaticTD3, StaticSAC])
@@ -253,6 +266,10 @@ def test_dst_metrics_are_logged(small_kwargs, tmp_path):
     total = 35 + 512 + 32 + 2 * (36 + 512 + 32)  # sparse layers + dense output layers
     assert values["dst/connections"] == total
     assert abs(values["dst/critic_changed_fraction"] - 0.05) < 0.01
+    assert values["dst/flops"] == training_flops(model) > 0  # the cached breakdown is the metric's
+    model.batch_size *= 2  # a changed setting is seen at the next train()
+    model.learn(10, reset_num_timesteps=False)
+    assert model.logger.name_to_value["dst/flops"] == training_flops(model)
 
 
 def test_same_seed_same_run(small_kwargs):

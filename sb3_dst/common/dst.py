@@ -11,10 +11,10 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
-from sb3_dst.common.masking import MASK_NAME, linear_layers, masked_step, sparse_linears
+from sb3_dst.common.masking import MASK_NAME, linear_layers, masked_step, mirror_nonzero_pattern, sparse_linears
 from sb3_dst.common.policies import ErLambda, SparseTopologyMixin, check_topology, is_real
 from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimizer_state
-from sb3_dst.metrics import count_connections, training_flops
+from sb3_dst.metrics import FlopsBreakdown, _total_flops, count_connections, flops_breakdown
 
 TOPOLOGY_KEYS = ("er_lambda", "sparsity", "sparse_output_layer")
 
@@ -124,21 +124,33 @@ class DSTMixin:
         """Cache the sparse layers, the target layers paired with their online connection counts, and sizes."""
         self._sparse_layers: dict[str, list[nn.Linear]] = {}
         self._target_sparsity: dict[str, list[TargetSparsity]] = {}
+        # (online parameter, target parameter, Algorithm 3 state if a sparse target weight) in parameter order
+        self._target_updates: dict[str, list[tuple[th.Tensor, th.Tensor, TargetSparsity | None]]] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
             layers = sparse_linears(online)
             self._sparse_layers[name] = layers
             if target_attr is not None:
-                targets = sparse_linears(getattr(self, target_attr))
+                target_module = getattr(self, target_attr)
+                targets = sparse_linears(target_module)
                 self._target_sparsity[name] = [
                     _target_sparsity(target, getattr(online, MASK_NAME))
                     for online, target in zip(layers, targets, strict=True)
+                ]
+                by_weight = {id(t.weight): s for t, s in zip(targets, self._target_sparsity[name], strict=True)}
+                self._target_updates[name] = [
+                    (param, target_param, by_weight.get(id(target_param)))
+                    for param, target_param in zip(online.parameters(), target_module.parameters(), strict=True)
                 ]
             self._sizes[name] = (
                 count_connections(online),
                 sum(layer.weight.numel() for layer in linear_layers(online)),
             )
+        connections, total = (sum(size[i] for size in self._sizes.values()) for i in (0, 1))
+        self._size_records = [(f"dst/{name}_sparsity", 1.0 - n / n_total) for name, (n, n_total) in self._sizes.items()]
+        self._size_records += [("dst/connections", connections), ("dst/sparsity", 1.0 - connections / total)]
+        self._flops_cache: tuple[tuple[Any, ...], FlopsBreakdown] | None = None
 
     # --- SB3 hooks ---------------------------------------------------------------------------------------
 
@@ -162,6 +174,9 @@ class DSTMixin:
             "dst_callback",
             "_sparse_layers",
             "_target_sparsity",
+            "_target_updates",
+            "_size_records",
+            "_flops_cache",
             "_sizes",
         ]
 
@@ -205,27 +220,39 @@ class DSTMixin:
             self.num_evolutions += 1
         return fraction
 
-    def _maintain_target_sparsity(self, network: str) -> None:
-        """Algorithm 3 on each target layer of ``network``: keep as many connections as the online layer."""
-        for target in self._target_sparsity[network]:
-            target.maintain()
+    def _update_target(self, network: str) -> None:
+        """Polyak update of the target of ``network``, then Algorithm 3 on each of its sparse layers.
+
+        θ' ← τθ + (1 − τ)θ' for every parameter, with the same operations in the same order as SB3's
+        ``polyak_update`` (so the same bits), then Maintain_Sparsity(θ', ‖θ‖₀) on each sparse target layer: it
+        keeps as many connections as its online layer. Each target weight is pruned right after its own update,
+        while it is still in the CPU cache (pruning them all afterwards costs about three times as much).
+        """
+        tau = self.tau  # type: ignore[attr-defined]
+        with th.no_grad():
+            for param, target_param, sparsity in self._target_updates[network]:
+                target_param.data.mul_(1 - tau)
+                th.add(target_param.data, param.data, alpha=tau, out=target_param.data)
+                if sparsity is not None:
+                    sparsity.maintain()
 
     def _record_dst_metrics(self) -> None:
-        """Log the ``dst/`` metrics through SB3's logger."""
-        connections = total = 0
-        for name, (n_conn, n_total) in self._sizes.items():
-            self.logger.record(f"dst/{name}_sparsity", 1.0 - n_conn / n_total)
-            connections += n_conn
-            total += n_total
-        self.logger.record("dst/connections", connections)
-        self.logger.record("dst/sparsity", 1.0 - connections / total)
+        """Log the ``dst/`` metrics through SB3's logger (a few microseconds: train() calls it every time)."""
+        for key, value in self._size_records:
+            self.logger.record(key, value)
         if self.dynamic:
             self.logger.record("dst/evolutions", self.num_evolutions)
             for name, fraction in self.last_changed_fraction.items():
                 self.logger.record(f"dst/{name}_changed_fraction", fraction)
-        self.logger.record("dst/flops", training_flops(self))
+        # The per-step FLOPs depend on the connection counts (fixed by the exact budgets) and on these settings.
+        settings = tuple(getattr(self, k, None) for k in ("batch_size", "policy_delay", "target_update_interval"))
+        flops_key = (settings, getattr(self, "gradient_steps", None))
+        if self._flops_cache is None or self._flops_cache[0] != flops_key:
+            self._flops_cache = (flops_key, flops_breakdown(self))
+        self.logger.record("dst/flops", _total_flops(self, self._flops_cache[1]))
 
 
 def _target_sparsity(target: nn.Linear, online_mask: th.Tensor) -> TargetSparsity:
     """Algorithm 3 state of one target layer; its mask buffer follows the target's non-zero pattern."""
-    return TargetSparsity(target.weight, online_mask, int(online_mask.sum()), support=getattr(target, MASK_NAME))
+    mirror_nonzero_pattern(target)
+    return TargetSparsity(target.weight, online_mask, int(online_mask.sum()))

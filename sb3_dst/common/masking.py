@@ -16,7 +16,15 @@ from sb3_dst.common.topology import random_mask
 
 MASK_NAME = "weight_mask"
 
-__all__ = ["MASK_NAME", "add_mask", "apply_masks", "linear_layers", "masked_step", "sparse_linears"]
+__all__ = [
+    "MASK_NAME",
+    "add_mask",
+    "apply_masks",
+    "linear_layers",
+    "masked_step",
+    "mirror_nonzero_pattern",
+    "sparse_linears",
+]
 
 
 def add_mask(layer: nn.Linear, n_connections: int) -> None:
@@ -60,3 +68,22 @@ def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Linear]) -> N
     """
     optimizer.step()
     apply_masks(layers)
+
+
+def _refresh_mask(layer: nn.Module, prefix: str, keep_vars: bool) -> None:
+    """State-dict pre-hook: set the layer's mask to its weight's non-zero pattern."""
+    with th.no_grad():
+        getattr(layer, MASK_NAME).copy_(layer.weight != 0)
+
+
+def mirror_nonzero_pattern(layer: nn.Linear) -> None:
+    """Make the mask of ``layer`` report the layer's non-zero pattern whenever its state is read.
+
+    For target layers, whose sparsity is kept by pruning (Algorithm 3) rather than by their mask: the mask is
+    not used in any computation, so instead of updating it at every target update it is refreshed when
+    ``state_dict()`` runs (``save``, ``get_parameters``, copies), and saved files hold the exact pattern.
+    Registering twice has no further effect.
+    """
+    if not getattr(layer, "_mask_mirrors_weight", False):
+        layer.register_state_dict_pre_hook(_refresh_mask)
+        setattr(layer, "_mask_mirrors_weight", True)  # noqa: B010 (nn.Module's __setattr__ typing)

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch as th
 
+from sb3_dst.common._kernels import NOTHING_TO_PRUNE, PRUNED, maintain_kernel
+
 __all__ = [
     "TargetSparsity",
     "drop_and_grow",
@@ -194,6 +196,8 @@ def prune_to_k(weight: th.Tensor, k: int) -> bool:
 
 #: When uncontested weights fall below the pruning bound, all below this multiple of it become contested.
 MERGE_MARGIN = 32.0
+#: Calls of :meth:`TargetSparsity.maintain` between two passes that shrink the contested set.
+SETTLE_EVERY = 8
 
 
 class TargetSparsity:
@@ -208,30 +212,37 @@ class TargetSparsity:
     largest magnitudes survive (ties broken arbitrarily).
 
     On CPU the work is done on NumPy views of the tensors (same memory, a fraction of torch's per-call cost at
-    these sizes); on other devices each call is :func:`prune_to_k` on the whole layer.
+    these sizes), by a compiled kernel when Numba is installed and by NumPy otherwise; on other devices each
+    call is :func:`prune_to_k` on the whole layer.
 
     :param weight: the target layer's weight matrix (pruned in place).
     :param online_mask: the online layer's mask M (read, never written).
     :param k: connections to keep, ‖M‖₀.
-    :param support: optional float tensor kept equal to the target's non-zero pattern (its own mask buffer).
     """
 
-    def __init__(self, weight: th.Tensor, online_mask: th.Tensor, k: int, support: th.Tensor | None = None):
-        self.weight, self.online_mask, self.k, self.support = weight, online_mask, k, support
+    def __init__(self, weight: th.Tensor, online_mask: th.Tensor, k: int):
+        self.weight, self.online_mask, self.k = weight, online_mask, k
         self.incremental = weight.device.type == "cpu" and online_mask.device.type == "cpu"
         self.contested = np.zeros(0, dtype=np.int64)
-        self._scratch: np.ndarray | None = None
+        self._view_key: tuple[int, int] | None = None
         self._bound = math.inf  # the largest magnitude pruned by the last call that pruned
+        self._calls = 0
+        #: Use the compiled kernel of :mod:`sb3_dst.common._kernels` when Numba is installed (same results).
+        self.use_kernel = True
+        self._contested_magnitude = self._candidates = np.zeros(0, dtype=np.float32)
         if self.incremental:
             self.resync()
 
-    def _buffer(self, like: np.ndarray) -> np.ndarray:
-        if self._scratch is None or self._scratch.shape != like.shape:
-            self._scratch = np.empty_like(like)
-        return self._scratch
-
     def _views(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.weight.detach().numpy().reshape(-1), self.online_mask.numpy().reshape(-1)
+        """Flat NumPy views of the target weight and the online mask (cached while their memory is the same)."""
+        key = (self.weight.data_ptr(), self.online_mask.data_ptr())
+        if key != self._view_key:
+            self._weight = self.weight.detach().numpy().reshape(-1)
+            self._online = self.online_mask.numpy().reshape(-1)
+            self._magnitude = np.empty_like(self._weight)  # scratch buffers for the pass over the whole layer
+            self._below = np.empty(self._weight.shape, dtype=bool)
+            self._view_key = key
+        return self._weight, self._online
 
     def _set_contested(self, positions: np.ndarray, online: np.ndarray) -> None:
         self.contested = positions
@@ -241,8 +252,7 @@ class TargetSparsity:
     def resync(self) -> None:
         """Recompute the contested positions from scratch (where target support and online mask differ)."""
         weight, online = self._views()
-        support = weight != 0
-        self._set_contested(np.flatnonzero(support != (online > 0)), online)
+        self._set_contested(np.flatnonzero((weight != 0) != (online > 0)), online)
         self._recount_outside(weight)
 
     def _recount_outside(self, weight: np.ndarray) -> None:
@@ -263,69 +273,91 @@ class TargetSparsity:
         """Whether no position is contested (the target's non-zeros then all lie inside the online mask)."""
         return self.incremental and self.contested.size == 0
 
-    def _prune_whole_layer(self) -> bool:
-        """:func:`prune_to_k` on the whole layer, with the support refreshed (a hard update moves it too)."""
-        pruned = prune_to_k(self.weight, self.k)
-        if self.support is not None:
-            self.support.copy_(self.weight.detach().abs().sign())
-        return pruned
+    def _count_below(self, weight: np.ndarray, bound: float) -> int:
+        """Entries of the whole layer with magnitude below ``bound``, zeros included (one pass, no allocation)."""
+        np.abs(weight, out=self._magnitude)
+        return int(np.count_nonzero(np.less(self._magnitude, bound, out=self._below)))
 
     def maintain(self) -> bool:
         """Prune the target to at most k non-zeros. :return: whether entries were pruned."""
         if not self.incremental:
-            return self._prune_whole_layer()
+            return prune_to_k(self.weight, self.k)
         if self.contested.size == 0:
             return False
         weight, online = self._views()
+        kernel = maintain_kernel() if self.use_kernel else None
+        if kernel is not None:  # the same steps as below, compiled; it leaves the rare cases to the NumPy path
+            if self._contested_magnitude.shape != self.contested.shape:
+                self._contested_magnitude = np.empty(self.contested.shape, dtype=weight.dtype)
+                self._candidates = np.empty(self.contested.shape, dtype=weight.dtype)
+            magnitude, hint = self._contested_magnitude, 2.0 * self._bound
+            code, bound = kernel(weight, self.contested, magnitude, self._candidates, self.n_outside, self.k, hint)
+            if code in (PRUNED, NOTHING_TO_PRUNE):
+                if code == PRUNED:
+                    self._bound = float(bound)
+                self._calls += 1
+                if self._calls % SETTLE_EVERY == 0 or code == NOTHING_TO_PRUNE:
+                    self._settle(magnitude)
+                return code == PRUNED
         chosen = None
         for ranking in range(2):  # a second ranking only after small uncontested weights joined the contested
-            magnitude = np.abs(weight[self.contested])
-            present = magnitude > 0
-            n_contested = int(np.count_nonzero(present))
-            excess = self.n_outside + n_contested - self.k
-            if excess > n_contested:
+            contested = self.contested
+            magnitude = np.abs(weight[contested])
+            n_absent = contested.size - int(np.count_nonzero(magnitude))
+            n_present = contested.size - n_absent
+            excess = self.n_outside + n_present - self.k
+            if excess > n_present:
                 # More to prune than is contested: non-zeros appeared outside the online mask (weights edited by
                 # hand, or loaded without their masks). Prune the whole layer and start the bookkeeping again.
-                self._prune_whole_layer()
+                prune_to_k(self.weight, self.k)
                 self.resync()
                 return True
             if excess <= 0:
                 chosen = None
                 break
-            scores = np.where(present, magnitude, np.inf)  # absent contested entries rank last
-            chosen = np.argpartition(scores, excess - 1)[:excess]
-            bound = scores[chosen].max()
+            # The absent (zero) contested entries rank first, then the `excess` smallest present ones.
+            last = n_absent + excess - 1
+            order = np.argpartition(magnitude, last)
+            bound = magnitude[order[last]]
+            chosen = order[: last + 1]
             if ranking == 1:  # everything below MERGE_MARGIN times the first bound is contested now: exact
                 break
-            # Every non-zero strictly below `bound` must be contested for the selection to be exact. Zeros are
-            # below it too, and their number is known.
-            full = np.abs(weight, out=self._buffer(weight))
-            n_zeros = weight.size - self.n_outside - n_contested
-            if np.count_nonzero(full < bound) - n_zeros == np.count_nonzero(scores < bound):
+            # Every non-zero strictly below `bound` must be contested for the selection to be exact. The zeros
+            # outside the contested positions are below it too, and their number is known.
+            zeros_outside = weight.size - contested.size - self.n_outside
+            if self._count_below(weight, bound) == zeros_outside + int(np.count_nonzero(magnitude < bound)):
                 break
             # Some uncontested weights are that small: make them contested too and rank again. Taking all below
             # MERGE_MARGIN times the bound makes later calls rarely need this (contested may be a superset).
-            small = (full < MERGE_MARGIN * bound) & (full > 0)
-            small[self.contested] = False
-            self._set_contested(np.concatenate([self.contested, np.flatnonzero(small)]), online)
+            small = np.less(self._magnitude, MERGE_MARGIN * bound, out=self._below) & (weight != 0)
+            small[contested] = False
+            self._set_contested(np.concatenate([contested, np.flatnonzero(small)]), online)
             self._recount_outside(weight)  # exact again, whatever happened
         if chosen is not None:
             weight[self.contested[chosen]] = 0.0
-            present[chosen] = False
             magnitude[chosen] = 0.0
             self._bound = float(bound)
-        if self.support is not None:
-            self.support.numpy().reshape(-1)[self.contested] = present
-        # Keep the contested set small (it would otherwise grow with every evolution): dropped connections pruned
-        # to zero cannot come back before the online mask changes, and connections present in both well above
-        # the last pruning bound are ordinary again (should one fall that low, the check above finds it).
+        self._calls += 1
+        if self._calls % SETTLE_EVERY == 0 or chosen is None:
+            self._settle(magnitude)
+        return chosen is not None
+
+    def _settle(self, magnitude: np.ndarray) -> None:
+        """Shrink the contested set (it would otherwise grow with every evolution).
+
+        Dropped connections pruned to zero cannot come back before the online mask changes, and connections
+        present in both well above the last pruning bound are ordinary again (should one fall that low, the
+        check in :meth:`maintain` finds it).
+
+        :param magnitude: the target's magnitudes at the contested positions, after pruning.
+        """
         online_at = self._online_at_contested
+        present = magnitude > 0
         settled = np.where(present, online_at & (magnitude >= MERGE_MARGIN * self._bound), ~online_at)
         if settled.any():
             self.n_outside += int(np.count_nonzero(settled & present))
             keep = ~settled
             self.contested, self._online_at_contested = self.contested[keep], online_at[keep]
-        return chosen is not None
 
 
 def reset_optimizer_state(optimizer: th.optim.Optimizer, param: th.Tensor, positions: th.Tensor) -> None:

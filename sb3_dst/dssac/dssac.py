@@ -119,10 +119,9 @@ class DSSAC(DSTMixin, SAC):
 
             if self._n_updates % self.target_update_interval == 0:
                 # L21: θ'i <- τ θi + (1 - τ) θ'i  (τ = 1: hard update)
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                # L22: θ'i <- Maintain_Sparsity(θ'i, ‖θi‖0)  (Algorithm 3), each layer right after its update
+                self._update_target("critic")
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
-                # L22: θ'i <- Maintain_Sparsity(θ'i, ‖θi‖0)  (Algorithm 3)
-                self._maintain_target_sparsity("critic")
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/ent_coef", np.mean(ent_coefs))

@@ -94,14 +94,12 @@ class DSTD3(DSTMixin, TD3):
                 self._on_gradient_step("actor", steps_since_last_call=self.policy_delay)
 
                 # L24-L26: θ'i <- τ θi + (1 - τ) θ'i ;  φ' <- τ φ + (1 - τ) φ'
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+                # L27-L28: θ'i <- Maintain_Sparsity(θ'i, ‖θi‖0) ; φ' <- Maintain_Sparsity(φ', ‖φ‖0)  (Algorithm 3)
+                # (each target layer is pruned right after its own Polyak update)
+                self._update_target("critic")
+                self._update_target("actor")
                 polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
                 polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
-
-                # L27-L28: θ'i <- Maintain_Sparsity(θ'i, ‖θi‖0) ; φ' <- Maintain_Sparsity(φ', ‖φ‖0)  (Algorithm 3)
-                self._maintain_target_sparsity("critic")
-                self._maintain_target_sparsity("actor")
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if len(actor_losses) > 0:
