@@ -232,6 +232,7 @@ class TargetSparsity:
         self._contested_magnitude = self._candidates = np.zeros(0, dtype=np.float32)
         if self.incremental:
             self.resync()
+            maintain_kernel()  # load (or compile) it now rather than in the middle of training
 
     def _views(self) -> tuple[np.ndarray, np.ndarray]:
         """Flat NumPy views of the target weight and the online mask (cached while their memory is the same)."""
