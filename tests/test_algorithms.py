@@ -169,22 +169,36 @@ def test_absent_weights_stay_exactly_zero_through_optimizer_steps(optimizer, sma
             assert bool((layer.weight[~absent] != 0).any())
 
 
-@pytest.mark.parametrize("optimizer_class", [th.optim.Adam, th.optim.AdamW, th.optim.RMSprop])
-def test_unmasked_gradients_move_existing_weights_exactly_as_masked_ones(optimizer_class):
-    """masked_step skips gradient masking; for element-wise optimizers that changes nothing for existing weights."""
+@pytest.mark.parametrize("optimizer_class", [th.optim.Adam, th.optim.AdamW, th.optim.RMSprop, th.optim.SGD])
+def test_masked_step_moves_existing_weights_only(optimizer_class):
+    """Absent weights stay exactly zero (Adam/AdamW without a second pass), existing ones get the full update."""
     th.manual_seed(0)
     layer = th.nn.Linear(8, 6)
     add_mask(layer, 20)
-    twin = copy.deepcopy(layer)
-    opts = [optimizer_class(m.parameters(), lr=0.01, weight_decay=0.01) for m in (layer, twin)]
+    reference = copy.deepcopy(layer)  # the same optimizer on masked gradients, weights masked after each step
+    kwargs = dict(lr=0.01, weight_decay=0.01) | (dict(momentum=0.9) if optimizer_class is th.optim.SGD else {})
+    opts = [optimizer_class(m.parameters(), **kwargs) for m in (layer, reference)]
     for _ in range(30):
         grad_w, grad_b = th.randn(6, 8), th.randn(6)
         layer.weight.grad, layer.bias.grad = grad_w.clone(), grad_b.clone()
-        twin.weight.grad, twin.bias.grad = grad_w * twin.weight_mask, grad_b.clone()
+        reference.weight.grad, reference.bias.grad = grad_w * reference.weight_mask, grad_b.clone()
         masked_step(opts[0], [layer])
-        masked_step(opts[1], [twin])
-    assert th.equal(layer.weight, twin.weight) and th.equal(layer.bias, twin.bias)
+        opts[1].step()
+        with th.no_grad():
+            reference.weight.mul_(reference.weight_mask)
+    assert th.equal(layer.weight, reference.weight) and th.equal(layer.bias, reference.bias)
     assert int((layer.weight != 0).sum()) == 20
+
+
+def test_absent_connections_keep_zero_first_and_unit_second_moments(small_kwargs):
+    """What lets masked_step skip re-masking (first moment zero) and keeps Adam's sqrt fast (second moment > 0)."""
+    model = StaticTD3("MlpPolicy", "Pendulum-v1", seed=5, **small_kwargs)
+    model.learn(150)
+    for network in (model.actor, model.critic):
+        for layer in sparse_linears(network):
+            state, absent = network.optimizer.state[layer.weight], getattr(layer, MASK_NAME) == 0
+            assert bool((state["exp_avg"][absent] == 0).all())
+            assert bool((state["exp_avg_sq"][absent] > 0.5).all())  # set to 1 at the first step, 100 steps ago
 
 
 def test_evolution_resets_adam_moments_of_changed_connections(small_kwargs):
@@ -197,9 +211,11 @@ def test_evolution_resets_adam_moments_of_changed_connections(small_kwargs):
     grown, dropped = (after == 1) & (before == 0), (after == 0) & (before == 1)
     assert grown.any() and dropped.any()
     state = model.critic.optimizer.state[layer.weight]
-    for key in ("exp_avg", "exp_avg_sq"):  # a dropped connection regrown later must not inherit stale moments
-        assert bool((state[key][grown | dropped] == 0).all())
+    for key in ("exp_avg", "exp_avg_sq"):  # grown connections start with fresh moments (Algorithm 2's reset)
+        assert bool((state[key][grown] == 0).all())
         assert bool((state[key][(after == 1) & ~grown] != 0).any())
+    # dropped (now absent) ones: zero first moment, unit second moment (see settle_absent_state)
+    assert bool((state["exp_avg"][dropped] == 0).all()) and bool((state["exp_avg_sq"][dropped] == 1).all())
     assert bool((layer.weight[grown | dropped] == 0).all())
 
 

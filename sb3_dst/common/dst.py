@@ -11,7 +11,14 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
-from sb3_dst.common.masking import MASK_NAME, linear_layers, masked_step, mirror_nonzero_pattern, sparse_linears
+from sb3_dst.common.masking import (
+    MASK_NAME,
+    linear_layers,
+    masked_step,
+    mirror_nonzero_pattern,
+    settle_absent_state,
+    sparse_linears,
+)
 from sb3_dst.common.policies import ErLambda, SparseTopologyMixin, check_topology, is_real
 from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimizer_state
 from sb3_dst.metrics import FlopsBreakdown, _total_flops, count_connections, flops_breakdown
@@ -29,6 +36,10 @@ def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
             if found is not None:
                 return found
     return None
+
+
+#: Gradient steps between two settles of the optimizer state of absent connections (0.999^1000 ≈ 0.37).
+SETTLE_INTERVAL = 1000
 
 
 class DSTMixin:
@@ -127,6 +138,7 @@ class DSTMixin:
         # (online parameter, target parameter, Algorithm 3 state if a sparse target weight) in parameter order
         self._target_updates: dict[str, list[tuple[th.Tensor, th.Tensor, TargetSparsity | None]]] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
+        self._next_settle: dict[str, int] = {}  # gradient step of the next settle_absent_state, per network
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
             layers = sparse_linears(online)
@@ -175,6 +187,7 @@ class DSTMixin:
             "_sparse_layers",
             "_target_sparsity",
             "_target_updates",
+            "_next_settle",
             "_size_records",
             "_flops_cache",
             "_sizes",
@@ -187,8 +200,17 @@ class DSTMixin:
     # --- Called from train() -----------------------------------------------------------------------------
 
     def _masked_step(self, network: str) -> None:
-        """Optimizer step of ``network`` that moves existing connections only (weights stay masked)."""
-        masked_step(getattr(self, self.networks[network][0]).optimizer, self._sparse_layers[network])
+        """Optimizer step of ``network`` that moves existing connections only (weights stay masked).
+
+        Every ``SETTLE_INTERVAL`` gradient steps (and at the first step after construction or loading) the
+        optimizer state of absent connections is settled (:func:`settle_absent_state`): Adam's second moment
+        there decays by β2 per step and must not reach zero.
+        """
+        optimizer, layers = getattr(self, self.networks[network][0]).optimizer, self._sparse_layers[network]
+        masked_step(optimizer, layers)
+        if self._n_updates >= self._next_settle.get(network, 0):
+            settle_absent_state(optimizer, layers)
+            self._next_settle[network] = self._n_updates + SETTLE_INTERVAL
 
     def _on_gradient_step(self, network: str, steps_since_last_call: int = 1) -> None:
         """Let the DST callback evolve ``network`` if due (Algorithm 1, L15-L16 and L21-L22)."""
@@ -214,6 +236,7 @@ class DSTMixin:
                 target.mark_changed(changed)
             moved += int(changed.sum()) // 2
             total += int(mask.sum())
+        settle_absent_state(optimizer, layers)  # dropped connections: zero first moment, unit second moment
         fraction = moved / max(total, 1)
         self.last_changed_fraction[network] = fraction
         if network == "critic":
