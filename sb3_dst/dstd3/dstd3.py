@@ -21,7 +21,7 @@ class DSTD3(DSTMixin, TD3):
 
     - Topology initialisation (L2-L5): every hidden layer l of the actor and both critics gets exactly
       ``round(λ_l (n_in + n_out))`` connections at random positions (Erdős–Rényi, Eq. 1); targets start as copies.
-    - Masked updates: absent weights have zero gradient and stay exactly zero after each optimizer step.
+    - Masked updates: absent weights get zero gradients and stay exactly zero after each optimizer step.
     - Evolution (L15-L16, L21-L22): every ``evolution_interval`` (e) gradient steps, each sparse layer drops the
       fraction ``drop_fraction`` (η) of its connections closest to zero and grows as many at random, at zero
       weight, with their Adam moments reset (Algorithm 2). Scheduled by :class:`~sb3_dst.DSTCallback`.
