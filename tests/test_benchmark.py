@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sb3_dst
 from sb3_dst.benchmark.__main__ import main
 from sb3_dst.benchmark.report import summarize_run, write_report
 from sb3_dst.benchmark.runner import plan_runs
@@ -164,6 +165,7 @@ def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
         done["num_timesteps"] == 1000
         and done["network_size"] < json.loads((td3_dir / "done.json").read_text())["network_size"]
     )
+    assert done["sb3_dst"].startswith(sb3_dst.__version__)  # provenance: version (+ git commit in a checkout)
     # the last evaluation runs after the last environment step, before that step's gradient update
     assert int(rows[-1]["n_updates"]) == done["n_updates"] - 1
     flops = [float(r["flops"]) for r in rows] + [done["flops"]]

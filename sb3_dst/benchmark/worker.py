@@ -15,6 +15,7 @@ import csv
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+import sb3_dst
 from sb3_dst.benchmark.specs import ALGORITHMS, RunConfig
 
 __all__ = ["EVAL_COLUMNS", "build_model", "run_worker", "write_json_atomic"]
@@ -131,6 +133,23 @@ def _make_callback(config: RunConfig, run_dir: Path, eval_env: Any, parent_pid: 
     return EvalAndProgress()
 
 
+def code_version() -> str:
+    """sb3-dst's version, with the git commit when it runs from a checkout (``+dirty`` if its code is modified)."""
+    package = Path(__file__).resolve().parents[1]
+    if not (package.parent / "pyproject.toml").exists():  # an installed wheel, not a source checkout
+        return sb3_dst.__version__
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return sb3_dst.__version__
+    return f"{sb3_dst.__version__}+{head}" + ("+dirty" if dirty else "")
+
+
 def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
     """Train and evaluate the run described by ``run_dir/config.json``; returns the process exit code."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -148,6 +167,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
     print(f"run {config.run_id}: {json.dumps(config.to_json())}", flush=True)
 
     t0 = time.perf_counter()
+    code = code_version()  # the code imported now is the code that runs
     env = gym.make(config.env_id)
     eval_env = DummyVecEnv([lambda: Monitor(gym.make(config.env_id))])
     eval_env.seed(config.seed + 10_000)
@@ -171,6 +191,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
         "train_steps_per_second": round(model.num_timesteps / max(wall - callback.eval_time, 1e-9), 2),
         "python": sys.version.split()[0],
         "torch_threads": th.get_num_threads(),
+        "sb3_dst": code,
     }
     env.close()
     eval_env.close()
