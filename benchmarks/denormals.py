@@ -9,67 +9,79 @@ steps and prints, after each block, the block's steps/s and the number of denorm
 The steps/s depend on what else runs on the machine; the denormal counts do not.
 """
 
-import os, sys, time
+from __future__ import annotations
+
+import os
+import sys
+import time
 
 os.environ["OMP_NUM_THREADS"] = "1"
-import torch as th, numpy as np
 
-th.set_num_threads(1)
-if len(sys.argv) > 3 and sys.argv[3] == "ftz":
-    assert th.set_flush_denormal(True)
+import numpy as np
+import torch as th
 from stable_baselines3 import TD3
 from stable_baselines3.common.noise import NormalActionNoise
-from sb3_dst import StaticTD3, DSTD3
 
-algo = sys.argv[1]
-cls = {"TD3": TD3, "Static": StaticTD3, "DS": DSTD3}[algo]
-kw = dict(
-    batch_size=100,
-    learning_rate=1e-3,
-    policy_delay=2,
-    seed=0,
-    learning_starts=5000,
-    gamma=0.99,
-    tau=0.005,
-    policy_kwargs=dict(net_arch=[256, 256], optimizer_kwargs=dict(weight_decay=2e-4)),
-    action_noise=NormalActionNoise(np.zeros(6), 0.1 * np.ones(6)),
-)
-if algo != "TD3":
-    kw["er_lambda"] = [7, 64]
-m = cls("MlpPolicy", "HalfCheetah-v5", **kw)
-TINY = 1.1754944e-38
+from sb3_dst import DSTD3, StaticTD3
+
+TINY = 1.1754944e-38  # the smallest normal float32
 
 
-def census():
-    out = {}
+def census(model) -> dict[str, int]:
+    """Denormal floats per tensor: weights and biases of every network, then the Adam states."""
+    out: dict[str, int] = {}
 
-    def cnt(name, t):
-        t = t.detach()
-        d = int(((t != 0) & (t.abs() < TINY)).sum())
-        if d:
-            out[name] = d
+    def count(name: str, tensor: th.Tensor) -> None:
+        tensor = tensor.detach()
+        n = int(((tensor != 0) & (tensor.abs() < TINY)).sum())
+        if n:
+            out[name] = n
 
     for net in ("actor", "critic", "actor_target", "critic_target"):
-        for n, p in getattr(m, net).named_parameters():
-            cnt(f"{net}.{n}", p)
-    for opt_name, opt in (("actor", m.actor.optimizer), ("critic", m.critic.optimizer)):
-        for p, st in opt.state.items():
-            for k, v in st.items():
-                if isinstance(v, th.Tensor) and v.numel() > 1:
-                    cnt(f"{opt_name}.{k}.{tuple(p.shape)}", v)
+        for name, param in getattr(model, net).named_parameters():
+            count(f"{net}.{name}", param)
+    for opt_name, optimizer in (("actor", model.actor.optimizer), ("critic", model.critic.optimizer)):
+        for param, state in optimizer.state.items():
+            for key, value in state.items():
+                if isinstance(value, th.Tensor) and value.numel() > 1:
+                    count(f"{opt_name}.{key}.{tuple(param.shape)}", value)
     return out
 
 
-steps = 0
-t0 = time.perf_counter()
-for block in range(int(sys.argv[2]) // 2500):
-    t = time.perf_counter()
-    m.learn(2500, reset_num_timesteps=False)
-    dt = time.perf_counter() - t
-    steps += 2500
-    c = census()
-    print(
-        f"{steps:6d} steps/s {2500 / dt:6.1f}  denormals total {sum(c.values())}  "
-        + ", ".join(f"{k}:{v}" for k, v in sorted(c.items(), key=lambda x: -x[1])[:4]),
-        flush=True,
+def main() -> None:
+    th.set_num_threads(1)
+    if len(sys.argv) > 3 and sys.argv[3] == "ftz":
+        assert th.set_flush_denormal(True)
+    algo, total = sys.argv[1], int(sys.argv[2])
+    cls = {"TD3": TD3, "Static": StaticTD3, "DS": DSTD3}[algo]
+    kwargs = dict(
+        batch_size=100,
+        learning_rate=1e-3,
+        policy_delay=2,
+        seed=0,
+        learning_starts=5000,
+        gamma=0.99,
+        tau=0.005,
+        policy_kwargs=dict(net_arch=[256, 256], optimizer_kwargs=dict(weight_decay=2e-4)),
+        action_noise=NormalActionNoise(np.zeros(6), 0.1 * np.ones(6)),
     )
+    if algo != "TD3":
+        kwargs["er_lambda"] = [7, 64]
+    model = cls("MlpPolicy", "HalfCheetah-v5", **kwargs)
+    steps = 0
+    for _ in range(total // 2500):
+        start = time.perf_counter()
+        model.learn(2500, reset_num_timesteps=False)
+        elapsed = time.perf_counter() - start
+        steps += 2500
+        counts = census(model)
+        largest = sorted(counts.items(), key=lambda item: -item[1])[:4]
+        print(
+            f"{steps:6d} steps/s {2500 / elapsed:6.1f}  denormals total {sum(counts.values())}  "
+            + ", ".join(f"{k}:{v}" for k, v in largest),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
