@@ -108,7 +108,7 @@ def _compile() -> Any:
 
 
 def maintain_kernel() -> Any:
-    """The compiled kernel, or ``None`` when Numba is not installed (or cannot compile here).
+    """The compiled kernel, or ``None`` when Numba is not installed.
 
     ``kernel(weight, contested, magnitude, candidates, n_outside, k, hint) -> (code, bound)``: ``weight`` is
     the flat target weight (pruned in place), ``contested`` the contested positions, ``magnitude`` and

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
@@ -135,9 +136,9 @@ class DSTMixin:
         """Cache the sparse layers, the target layers paired with their online connection counts, and sizes."""
         self._sparse_layers: dict[str, list[nn.Linear]] = {}
         self._target_sparsity: dict[str, list[TargetSparsity]] = {}
-        # (online parameter, target parameter, Algorithm 3 state if a sparse target weight) in parameter order
-        self._target_updates: dict[str, list[tuple[th.Tensor, th.Tensor, TargetSparsity | None]]] = {}
-        self._sizes: dict[str, tuple[int, int]] = {}
+        # (online parameters, target parameters, Algorithm 3 state of the segment's last target weight, if sparse)
+        self._target_updates: dict[str, list[tuple[list[th.Tensor], list[th.Tensor], TargetSparsity | None]]] = {}
+        sizes: dict[str, tuple[int, int]] = {}  # connections and weight entries per network
         self._next_settle: dict[str, int] = {}  # gradient step of the next settle_absent_state, per network
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
@@ -147,20 +148,27 @@ class DSTMixin:
                 target_module = getattr(self, target_attr)
                 targets = sparse_linears(target_module)
                 self._target_sparsity[name] = [
-                    _target_sparsity(target, getattr(online, MASK_NAME))
-                    for online, target in zip(layers, targets, strict=True)
+                    _target_sparsity(target, getattr(layer, MASK_NAME))
+                    for layer, target in zip(layers, targets, strict=True)
                 ]
+                # Split the parameters after each sparse target weight, so that it is pruned right after its update
                 by_weight = {id(t.weight): s for t, s in zip(targets, self._target_sparsity[name], strict=True)}
-                self._target_updates[name] = [
-                    (param, target_param, by_weight.get(id(target_param)))
-                    for param, target_param in zip(online.parameters(), target_module.parameters(), strict=True)
-                ]
-            self._sizes[name] = (
-                count_connections(online),
-                sum(layer.weight.numel() for layer in linear_layers(online)),
-            )
-        connections, total = (sum(size[i] for size in self._sizes.values()) for i in (0, 1))
-        self._size_records = [(f"dst/{name}_sparsity", 1.0 - n / n_total) for name, (n, n_total) in self._sizes.items()]
+                segments: list[tuple[list[th.Tensor], list[th.Tensor], TargetSparsity | None]] = []
+                params: list[th.Tensor] = []
+                target_params: list[th.Tensor] = []
+                for param, target_param in zip(online.parameters(), target_module.parameters(), strict=True):
+                    params.append(param)
+                    target_params.append(target_param)
+                    sparsity = by_weight.get(id(target_param))
+                    if sparsity is not None:
+                        segments.append((params, target_params, sparsity))
+                        params, target_params = [], []
+                if params:
+                    segments.append((params, target_params, None))
+                self._target_updates[name] = segments
+            sizes[name] = (count_connections(online), sum(layer.weight.numel() for layer in linear_layers(online)))
+        connections, total = (sum(size[i] for size in sizes.values()) for i in (0, 1))
+        self._size_records = [(f"dst/{name}_sparsity", 1.0 - n / n_total) for name, (n, n_total) in sizes.items()]
         self._size_records += [("dst/connections", connections), ("dst/sparsity", 1.0 - connections / total)]
         self._flops_cache: tuple[tuple[Any, ...], FlopsBreakdown] | None = None
 
@@ -190,7 +198,6 @@ class DSTMixin:
             "_next_settle",
             "_size_records",
             "_flops_cache",
-            "_sizes",
         ]
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
@@ -246,18 +253,15 @@ class DSTMixin:
     def _update_target(self, network: str) -> None:
         """Polyak update of the target of ``network``, then Algorithm 3 on each of its sparse layers.
 
-        θ' ← τθ + (1 − τ)θ' for every parameter, with the same operations in the same order as SB3's
-        ``polyak_update`` (so the same bits), then Maintain_Sparsity(θ', ‖θ‖₀) on each sparse target layer: it
-        keeps as many connections as its online layer. Each target weight is pruned right after its own update,
-        while it is still in the CPU cache (pruning them all afterwards costs about three times as much).
+        θ' ← τθ + (1 − τ)θ' for every parameter with SB3's ``polyak_update``, in SB3's order (so the same bits),
+        then Maintain_Sparsity(θ', ‖θ‖₀) on each sparse target layer: it keeps as many connections as its online
+        layer. Each target weight is pruned right after its own update, while it is still in the CPU cache
+        (pruning them all afterwards costs about three times as much).
         """
-        tau = self.tau  # type: ignore[attr-defined]
-        with th.no_grad():
-            for param, target_param, sparsity in self._target_updates[network]:
-                target_param.data.mul_(1 - tau)
-                th.add(target_param.data, param.data, alpha=tau, out=target_param.data)
-                if sparsity is not None:
-                    sparsity.maintain()
+        for params, target_params, sparsity in self._target_updates[network]:
+            polyak_update(params, target_params, self.tau)  # type: ignore[attr-defined]
+            if sparsity is not None:
+                sparsity.maintain()
 
     def _record_dst_metrics(self) -> None:
         """Log the ``dst/`` metrics through SB3's logger (a few microseconds: train() calls it every time)."""

@@ -286,21 +286,43 @@ class TargetSparsity:
         if self.contested.size == 0:
             return False
         weight, online = self._views()
-        kernel = maintain_kernel() if self.use_kernel else None
-        if kernel is not None:  # the same steps as below, compiled; it leaves the rare cases to the NumPy path
-            if self._contested_magnitude.shape != self.contested.shape:
-                self._contested_magnitude = np.empty(self.contested.shape, dtype=weight.dtype)
-                self._candidates = np.empty(self.contested.shape, dtype=weight.dtype)
-            magnitude, hint = self._contested_magnitude, 2.0 * self._bound
-            code, bound = kernel(weight, self.contested, magnitude, self._candidates, self.n_outside, self.k, hint)
-            if code in (PRUNED, NOTHING_TO_PRUNE):
-                if code == PRUNED:
-                    self._bound = float(bound)
-                self._calls += 1
-                if self._calls % SETTLE_EVERY == 0 or code == NOTHING_TO_PRUNE:
-                    self._settle(magnitude)
-                return code == PRUNED
-        chosen = None
+        ranked = self._prune_compiled(weight) if self.use_kernel else None
+        if ranked is None:  # no Numba, or one of the rare cases the kernel leaves to NumPy
+            ranked = self._prune_numpy(weight, online)
+            if ranked is None:  # the whole layer was pruned and the bookkeeping started again
+                return True
+        pruned, magnitude, bound = ranked
+        if pruned:
+            self._bound = bound
+        self._calls += 1
+        if self._calls % SETTLE_EVERY == 0 or not pruned:
+            self._settle(magnitude)
+        return pruned
+
+    def _prune_compiled(self, weight: np.ndarray) -> tuple[bool, np.ndarray, float] | None:
+        """The common case of :meth:`maintain` in the compiled kernel: (pruned, contested magnitudes, bound).
+
+        :return: ``None`` when Numba is missing or the kernel leaves the case to :meth:`_prune_numpy` (small
+            uncontested weights to merge, or non-zeros outside the online mask); the weights are then unchanged.
+        """
+        kernel = maintain_kernel()
+        if kernel is None:
+            return None
+        if self._contested_magnitude.shape != self.contested.shape:
+            self._contested_magnitude = np.empty(self.contested.shape, dtype=weight.dtype)
+            self._candidates = np.empty(self.contested.shape, dtype=weight.dtype)
+        magnitude, hint = self._contested_magnitude, 2.0 * self._bound
+        code, bound = kernel(weight, self.contested, magnitude, self._candidates, self.n_outside, self.k, hint)
+        if code not in (PRUNED, NOTHING_TO_PRUNE):
+            return None
+        return code == PRUNED, magnitude, float(bound)
+
+    def _prune_numpy(self, weight: np.ndarray, online: np.ndarray) -> tuple[bool, np.ndarray, float] | None:
+        """:meth:`maintain` with NumPy: (pruned, contested magnitudes after pruning, bound).
+
+        :return: ``None`` when the whole layer had to be pruned (non-zeros outside the online mask).
+        """
+        chosen, bound = None, math.nan
         for ranking in range(2):  # a second ranking only after small uncontested weights joined the contested
             contested = self.contested
             magnitude = np.abs(weight[contested])
@@ -312,14 +334,14 @@ class TargetSparsity:
                 # hand, or loaded without their masks). Prune the whole layer and start the bookkeeping again.
                 prune_to_k(self.weight, self.k)
                 self.resync()
-                return True
+                return None
             if excess <= 0:
                 chosen = None
                 break
             # The absent (zero) contested entries rank first, then the `excess` smallest present ones.
             last = n_absent + excess - 1
             order = np.argpartition(magnitude, last)
-            bound = magnitude[order[last]]
+            bound = float(magnitude[order[last]])
             chosen = order[: last + 1]
             if ranking == 1:  # everything below MERGE_MARGIN times the first bound is contested now: exact
                 break
@@ -337,11 +359,7 @@ class TargetSparsity:
         if chosen is not None:
             weight[self.contested[chosen]] = 0.0
             magnitude[chosen] = 0.0
-            self._bound = float(bound)
-        self._calls += 1
-        if self._calls % SETTLE_EVERY == 0 or chosen is None:
-            self._settle(magnitude)
-        return chosen is not None
+        return chosen is not None, magnitude, bound
 
     def _settle(self, magnitude: np.ndarray) -> None:
         """Shrink the contested set (it would otherwise grow with every evolution).
