@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.logger import configure
 
 from sb3_dst import DSTD3
+from sb3_dst.benchmark.worker import code_version
 
 
 def fill_buffers(env_id: str, models: list, n: int, seed: int) -> None:
@@ -54,17 +54,6 @@ def fill_buffers(env_id: str, models: list, n: int, seed: int) -> None:
         obs = next_obs
         if terminated or truncated:
             obs, _ = env.reset()
-
-
-def _commit() -> str:
-    """The git commit measured, with '+dirty' when the work tree has changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        code = ["sb3_dst", "benchmarks/overhead.py"]  # result files being rewritten do not count
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *code], capture_output=True, text=True)
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -137,7 +126,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "load_average_at_end": os.getloadavg(),
         "command": "python " + " ".join(sys.argv),
-        "commit": _commit(),
+        "commit": code_version(Path(__file__).resolve()),  # result files being rewritten do not count
     }
     print(
         f"median: TD3 {median['TD3'] * 1e3:.3f} ms/step, DSTD3 {median['DSTD3'] * 1e3:.3f} ms/step; "

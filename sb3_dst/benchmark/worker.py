@@ -133,8 +133,11 @@ def _make_callback(config: RunConfig, run_dir: Path, eval_env: Any, parent_pid: 
     return EvalAndProgress()
 
 
-def code_version() -> str:
-    """sb3-dst's version, with the git commit when it runs from a checkout (``+dirty`` if its code is modified)."""
+def code_version(*also: Path) -> str:
+    """sb3-dst's version, with the git commit when it runs from a checkout (``+dirty`` if its code is modified).
+
+    :param also: more files whose modification makes the checkout dirty (e.g. the measuring script itself).
+    """
     package = Path(__file__).resolve().parents[1]
     if not (package.parent / "pyproject.toml").exists():  # an installed wheel, not a source checkout
         return sb3_dst.__version__
@@ -143,7 +146,9 @@ def code_version() -> str:
             ["git", "-C", str(package), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True, text=True
+            ["git", "-C", str(package), "status", "--porcelain", "--", ".", *map(str, also)],
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return sb3_dst.__version__
