@@ -49,11 +49,17 @@ def census(model) -> dict[str, int]:
 
 
 def main() -> None:
+    algorithms = {"TD3": TD3, "Static": StaticTD3, "DS": DSTD3}
+    usage = "usage: python benchmarks/denormals.py {TD3,Static,DS} STEPS [ftz]"
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in algorithms or not sys.argv[2].isdigit():
+        sys.exit(f"{usage}\nerror: got {sys.argv[1:]}")
+    if len(sys.argv) == 4 and sys.argv[3] != "ftz":
+        sys.exit(f"{usage}\nerror: the third argument can only be 'ftz', got {sys.argv[3]!r}")
     th.set_num_threads(1)
-    if len(sys.argv) > 3 and sys.argv[3] == "ftz":
-        assert th.set_flush_denormal(True)
+    if len(sys.argv) == 4 and not th.set_flush_denormal(True):
+        sys.exit("error: ftz: this CPU does not support flushing denormals")
     algo, total = sys.argv[1], int(sys.argv[2])
-    cls = {"TD3": TD3, "Static": StaticTD3, "DS": DSTD3}[algo]
+    cls = algorithms[algo]
     kwargs = dict(
         batch_size=100,
         learning_rate=1e-3,

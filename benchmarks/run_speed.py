@@ -35,6 +35,8 @@ def rates(run_dir: Path) -> list[tuple[int, float]]:
 
 def main() -> None:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("benchmarks/results/td3_100k")
+    if not (out_dir / "runs").is_dir():
+        sys.exit(f"error: {out_dir} is not a benchmark output directory (no runs/ in it)")
     runs = sorted(d for d in (out_dir / "runs").iterdir() if (d / DONE).exists())
     if not runs:
         sys.exit(f"error: no finished run under {out_dir / 'runs'}")
