@@ -10,7 +10,9 @@ evolutions and the target pruning that follows them are inside the timed blocks)
 
 Blocks alternate between the two models (ABBA order), so slow drifts of the machine hit both alike. The overhead
 is the median over rounds of the paired ratio DSTD3/TD3 - 1 (each round times both models back to back, which is
-robust to the drifts of a shared machine); the ratio of the two medians is reported too.
+robust to the drifts of a shared machine); the ratio of the two medians is reported too. DSTD3 steps Adam with
+sb3-dst's fused step (bit for bit torch's); ``--torch-adam-too`` also times DSTD3 with torch's own step, which
+separates the cost of the DST bookkeeping from what the fused step saves.
 
     python benchmarks/overhead.py --mode train --rounds 20 --steps 500 --out benchmarks/results/overhead_train.json
     python benchmarks/overhead.py --mode learn --rounds 20 --steps 500 --out benchmarks/results/overhead_learn.json
@@ -70,6 +72,12 @@ def main() -> None:
         help="treat denormal floats as zero (torch.set_flush_denormal) for both models: on CPU, denormals that "
         "accumulate in TD3's weights and Adam moments slow it down over a run, which blurs the bookkeeping cost",
     )
+    parser.add_argument(
+        "--torch-adam-too",
+        action="store_true",
+        help="also time DSTD3 with torch's own Adam step on masked gradients (model.fused_adam = False), to "
+        "separate the DST bookkeeping from the saving of the fused Adam step",
+    )
     args = parser.parse_args()
     th.set_num_threads(1)
     if args.flush_denormal and not th.set_flush_denormal(True):
@@ -80,6 +88,11 @@ def main() -> None:
         "TD3": TD3("MlpPolicy", args.env, **common),
         "DSTD3": DSTD3("MlpPolicy", args.env, er_lambda=[7, 64], drop_fraction=0.05, evolution_interval=1000, **common),
     }
+    if args.torch_adam_too:
+        models["DSTD3 (torch Adam)"] = DSTD3(
+            "MlpPolicy", args.env, er_lambda=[7, 64], drop_fraction=0.05, evolution_interval=1000, **common
+        )
+        models["DSTD3 (torch Adam)"].fused_adam = False
     if args.mode == "train":
         fill_buffers(args.env, list(models.values()), 5000, seed=0)
         for model in models.values():
@@ -106,9 +119,9 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.3f} ms/step" for n in models))
 
     median = {name: statistics.median(t) for name, t in times.items()}
-    paired = [ds / td3 - 1.0 for td3, ds in zip(times["TD3"], times["DSTD3"], strict=True)]
-    overhead = statistics.median(paired)
-    overhead_of_medians = median["DSTD3"] / median["TD3"] - 1.0
+    paired = {name: [ds / td3 - 1.0 for td3, ds in zip(times["TD3"], times[name], strict=True)] for name in models}
+    overhead = {name: statistics.median(p) for name, p in paired.items()}
+    overhead_of_medians = {name: median[name] / median["TD3"] - 1.0 for name in models}
     result = {
         "mode": args.mode,
         "env": args.env,
@@ -116,10 +129,18 @@ def main() -> None:
         "steps_per_round": args.steps,
         "median_ms_per_step": {k: v * 1e3 for k, v in median.items()},
         "per_round_ms": {k: [x * 1e3 for x in v] for k, v in times.items()},
-        "overhead": overhead,
+        "overhead": overhead["DSTD3"],
         "overhead_definition": "median over rounds of DSTD3/TD3 - 1 (paired, same round)",
-        "overhead_per_round": paired,
-        "overhead_of_medians": overhead_of_medians,
+        "overhead_per_round": paired["DSTD3"],
+        "overhead_of_medians": overhead_of_medians["DSTD3"],
+        **(
+            {
+                "overhead_torch_adam": overhead["DSTD3 (torch Adam)"],
+                "overhead_of_medians_torch_adam": overhead_of_medians["DSTD3 (torch Adam)"],
+            }
+            if args.torch_adam_too
+            else {}
+        ),
         "evolutions_timed": models["DSTD3"].num_evolutions,
         "flush_denormal": args.flush_denormal,
         "torch": th.__version__,
@@ -128,10 +149,12 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
         "commit": code_version(Path(__file__).resolve()),  # result files being rewritten do not count
     }
-    print(
-        f"median: TD3 {median['TD3'] * 1e3:.3f} ms/step, DSTD3 {median['DSTD3'] * 1e3:.3f} ms/step; "
-        f"overhead (median of paired rounds) {overhead:+.2%}, ratio of medians {overhead_of_medians:+.2%}"
-    )
+    for name in list(models)[1:]:
+        print(
+            f"median: TD3 {median['TD3'] * 1e3:.3f} ms/step, {name} {median[name] * 1e3:.3f} ms/step; "
+            f"overhead (median of paired rounds) {overhead[name]:+.2%}, "
+            f"ratio of medians {overhead_of_medians[name]:+.2%}"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -56,6 +56,9 @@ class DSTMixin:
     default_drop_fraction: ClassVar[float] = 0.05
     default_evolution_interval: ClassVar[int] = 1000
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {}
+    #: Step Adam/AdamW with :mod:`sb3_dst.common.fused_adam` (bit for bit torch's step, and faster). Set it to
+    #: False on a model to use torch's own ``optimizer.step()`` on masked gradients, for comparison.
+    fused_adam: bool = True
 
     # Set by SB3 base classes; declared for type checkers.
     policy: Any
@@ -214,7 +217,7 @@ class DSTMixin:
         there decays by β2 per step and must not reach zero.
         """
         optimizer, layers = getattr(self, self.networks[network][0]).optimizer, self._sparse_layers[network]
-        masked_step(optimizer, layers)
+        masked_step(optimizer, layers, fused=self.fused_adam)
         if self._n_updates >= self._next_settle.get(network, 0):
             settle_absent_state(optimizer, layers)
             self._next_settle[network] = self._n_updates + SETTLE_INTERVAL

@@ -143,7 +143,9 @@ class _Entry:
         )
 
 
-def _entry(optimizer: th.optim.Optimizer, param: th.Tensor, mask: th.Tensor | None) -> _Entry | None:
+def _entry(
+    optimizer: th.optim.Optimizer, entries: dict[int, _Entry], param: th.Tensor, mask: th.Tensor | None
+) -> _Entry | None:
     """The cached entry of ``param`` (state initialised as torch initialises it), or None if not torch's layout."""
     state = optimizer.state[param]
     if not state:
@@ -151,7 +153,6 @@ def _entry(optimizer: th.optim.Optimizer, param: th.Tensor, mask: th.Tensor | No
         state["step"] = th.tensor(0.0, dtype=scalar_dtype, device="cpu")
         state["exp_avg"] = th.zeros_like(param, memory_format=th.preserve_format)
         state["exp_avg_sq"] = th.zeros_like(param, memory_format=th.preserve_format)
-    entries = _entries.setdefault(optimizer, {})
     entry = entries.get(id(param))
     if entry is not None and entry.param is param and entry.valid(state, mask):
         return entry
@@ -159,12 +160,12 @@ def _entry(optimizer: th.optim.Optimizer, param: th.Tensor, mask: th.Tensor | No
     if not (
         isinstance(step, th.Tensor)
         and step.dim() == 0
-        and step.device.type == "cpu"
+        and step.is_cpu
         and isinstance(exp_avg, th.Tensor)
         and isinstance(exp_avg_sq, th.Tensor)
         and _plain(exp_avg, param)
         and _plain(exp_avg_sq, param)
-        and (mask is None or (_plain(mask, param) and mask.device.type == "cpu"))
+        and (mask is None or (_plain(mask, param) and mask.is_cpu))
     ):
         entries.pop(id(param), None)
         return None
@@ -194,6 +195,7 @@ def _fused_step(optimizer: th.optim.Optimizer, masks: dict[int, th.Tensor]) -> l
     moments, update = _load_kernels()
     f32 = np.float32
     stepped: list[th.Tensor] = []
+    entries = _entries.setdefault(optimizer, {})
     for group in optimizer.param_groups:
         settings = _settings(optimizer, group)
         if settings is None:
@@ -203,11 +205,11 @@ def _fused_step(optimizer: th.optim.Optimizer, masks: dict[int, th.Tensor]) -> l
         lerp_weight, beta2_32, one_minus_beta2 = f32(1 - beta1), f32(beta2), f32(1 - beta2)
         for param in group["params"]:
             grad = param.grad
-            if grad is None or grad.is_sparse or param.device.type != "cpu" or not _plain(grad, param):
+            if grad is None or grad.is_sparse or not param.is_cpu or not _plain(grad, param):
                 continue
             if param.dtype != th.float32 or not param.is_contiguous():
                 continue
-            entry = _entry(optimizer, param, masks.get(id(param)))
+            entry = _entry(optimizer, entries, param, masks.get(id(param)))
             if entry is None:
                 continue
             param_view, mask_view, exp_avg_view, exp_avg_sq_view, step_view = entry.views
