@@ -10,7 +10,8 @@ evolutions and the target pruning that follows them are inside the timed blocks)
 
 Blocks alternate between the two models (ABBA order), so slow drifts of the machine hit both alike. The overhead
 is the median over rounds of the paired ratio DSTD3/TD3 - 1 (each round times both models back to back, which is
-robust to the drifts of a shared machine); the ratio of the two medians is reported too. DSTD3 steps Adam with
+robust to the drifts of a shared machine); the ratios of the two medians and of the total times (every block
+counts, evolutions included) are reported too. DSTD3 steps Adam with
 sb3-dst's fused step (bit for bit torch's); ``--torch-adam-too`` also times DSTD3 with torch's own step, which
 separates the cost of the DST bookkeeping from what the fused step saves.
 
@@ -122,6 +123,7 @@ def main() -> None:
     paired = {name: [ds / td3 - 1.0 for td3, ds in zip(times["TD3"], times[name], strict=True)] for name in models}
     overhead = {name: statistics.median(p) for name, p in paired.items()}
     overhead_of_medians = {name: median[name] / median["TD3"] - 1.0 for name in models}
+    overhead_of_totals = {name: sum(times[name]) / sum(times["TD3"]) - 1.0 for name in models}
     result = {
         "mode": args.mode,
         "env": args.env,
@@ -133,10 +135,12 @@ def main() -> None:
         "overhead_definition": "median over rounds of DSTD3/TD3 - 1 (paired, same round)",
         "overhead_per_round": paired["DSTD3"],
         "overhead_of_medians": overhead_of_medians["DSTD3"],
+        "overhead_of_totals": overhead_of_totals["DSTD3"],
         **(
             {
                 "overhead_torch_adam": overhead["DSTD3 (torch Adam)"],
                 "overhead_of_medians_torch_adam": overhead_of_medians["DSTD3 (torch Adam)"],
+                "overhead_of_totals_torch_adam": overhead_of_totals["DSTD3 (torch Adam)"],
             }
             if args.torch_adam_too
             else {}
@@ -153,7 +157,7 @@ def main() -> None:
         print(
             f"median: TD3 {median['TD3'] * 1e3:.3f} ms/step, {name} {median[name] * 1e3:.3f} ms/step; "
             f"overhead (median of paired rounds) {overhead[name]:+.2%}, "
-            f"ratio of medians {overhead_of_medians[name]:+.2%}"
+            f"ratio of medians {overhead_of_medians[name]:+.2%}, of total times {overhead_of_totals[name]:+.2%}"
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
