@@ -79,6 +79,12 @@ def main() -> None:
         help="also time DSTD3 with torch's own Adam step on masked gradients (model.fused_adam = False), to "
         "separate the DST bookkeeping from the saving of the fused Adam step",
     )
+    parser.add_argument(
+        "--td3-fused-adam-too",
+        action="store_true",
+        help="also time SB3's TD3 with torch's fused Adam (optimizer_kwargs=dict(fused=True)): a dense reference "
+        "that, like DSTD3, does not pay for torch's per-operation Adam",
+    )
     args = parser.parse_args()
     th.set_num_threads(1)
     if args.flush_denormal and not th.set_flush_denormal(True):
@@ -94,6 +100,9 @@ def main() -> None:
             "MlpPolicy", args.env, er_lambda=[7, 64], drop_fraction=0.05, evolution_interval=1000, **common
         )
         models["DSTD3 (torch Adam)"].fused_adam = False
+    if args.td3_fused_adam_too:
+        fused_kwargs = dict(common["policy_kwargs"], optimizer_kwargs=dict(fused=True))
+        models["TD3 (fused Adam)"] = TD3("MlpPolicy", args.env, **dict(common, policy_kwargs=fused_kwargs))
     if args.mode == "train":
         fill_buffers(args.env, list(models.values()), 5000, seed=0)
         for model in models.values():
@@ -143,6 +152,15 @@ def main() -> None:
                 "overhead_of_totals_torch_adam": overhead_of_totals["DSTD3 (torch Adam)"],
             }
             if args.torch_adam_too
+            else {}
+        ),
+        **(
+            {
+                "overhead_td3_fused_adam": overhead["TD3 (fused Adam)"],
+                "overhead_of_medians_td3_fused_adam": overhead_of_medians["TD3 (fused Adam)"],
+                "overhead_of_totals_td3_fused_adam": overhead_of_totals["TD3 (fused Adam)"],
+            }
+            if args.td3_fused_adam_too
             else {}
         ),
         "evolutions_timed": models["DSTD3"].num_evolutions,
