@@ -162,3 +162,25 @@ def test_a_group_it_does_not_fuse_is_stepped_by_torch():
         masked_step(opts[0], [model[0]])
         masked_step(opts[1], [reference[0]], fused=False)
     _assert_identical(model, opts[0], reference, opts[1])
+
+
+@pytest.mark.parametrize("algo", ["DSTD3", "DSSAC"])
+def test_training_with_the_fused_step_is_bit_for_bit_training_without_it(algo, small_kwargs):
+    """Whole runs, evolutions and target pruning included: the fused step changes the speed, nothing else."""
+    import sb3_dst
+
+    runs = []
+    for fused in (True, False):
+        model = getattr(sb3_dst, algo)("MlpPolicy", "Pendulum-v1", seed=3, evolution_interval=40, **small_kwargs)
+        model.fused_adam = fused
+        model.learn(250)
+        runs.append(model)
+    assert runs[0].num_evolutions > 0
+    a, b = (run.policy.state_dict() for run in runs)
+    assert all(th.equal(a[k], b[k]) for k in a)
+    for name in ("actor", "critic"):
+        opts = [getattr(run, name).optimizer for run in runs]
+        assert opts[0] in fused_adam._entries and opts[1] not in fused_adam._entries  # the two paths were taken
+        for p, q in zip(*(o.param_groups[0]["params"] for o in opts), strict=True):
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                assert th.equal(opts[0].state[p][key], opts[1].state[q][key])
