@@ -218,3 +218,19 @@ def test_a_corrupt_run_config_is_named_and_nothing_is_deleted(tmp_path: Path) ->
     with pytest.raises(ValueError, match=r"config\.json is not valid JSON .*delete .*Pendulum-v1__TD3__seed0"):
         main([*args, "--out", str(tmp_path / "out")])
     assert (run_dir / "evaluations.csv").read_text().endswith("-1200.0\n")
+
+
+def test_sparsity_ablation_runs_each_level_and_the_dense_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "ablation"
+    argv = [
+        "ablation", "sparsity", "--values", "0.25", "0.75", "--envs", "Pendulum-v1", "--seeds", "0", "--steps", "300",
+        "--eval-freq", "150", "--eval-episodes", "1", "--learning-starts", "100", "--net-arch", "16", "16",
+        "--jobs", "1", "--out", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    summary = {r["algo"]: r for r in _rows(out / "runs.csv")}
+    assert sorted(summary) == ["DS-TD3:sparsity=0.25", "DS-TD3:sparsity=0.75", "TD3"]
+    sizes = [int(summary[name]["network_size"]) for name in ("TD3", "DS-TD3:sparsity=0.25", "DS-TD3:sparsity=0.75")]
+    assert sizes[0] > sizes[1] > sizes[2]  # each level really ran at its own sparsity
+    report = (out / "report.md").read_text()
+    assert "Ablation: DS-TD3 sparsity" in report and "DS-TD3 (sparsity=0.75)" in report
