@@ -220,12 +220,12 @@ def test_a_corrupt_run_config_is_named_and_nothing_is_deleted(tmp_path: Path) ->
     assert (run_dir / "evaluations.csv").read_text().endswith("-1200.0\n")
 
 
-def test_sparsity_ablation_runs_each_level_and_the_dense_baseline(tmp_path: Path) -> None:
+def test_sparsity_ablation_runs_each_level_and_the_dense_baseline_with_denormals_flushed(tmp_path: Path) -> None:
     out = tmp_path / "ablation"
     argv = [
         "ablation", "sparsity", "--values", "0.25", "0.75", "--envs", "Pendulum-v1", "--seeds", "0", "--steps", "300",
         "--eval-freq", "150", "--eval-episodes", "1", "--learning-starts", "100", "--net-arch", "16", "16",
-        "--jobs", "1", "--out", str(out),
+        "--jobs", "1", "--flush-denormal", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     summary = {r["algo"]: r for r in _rows(out / "runs.csv")}
@@ -234,3 +234,15 @@ def test_sparsity_ablation_runs_each_level_and_the_dense_baseline(tmp_path: Path
     assert sizes[0] > sizes[1] > sizes[2]  # each level really ran at its own sparsity
     report = (out / "report.md").read_text()
     assert "Ablation: DS-TD3 sparsity" in report and "DS-TD3 (sparsity=0.75)" in report
+    assert "flushed to zero in every run" in report
+    assert all(json.loads(done.read_text())["flush_denormal"] for done in out.glob("runs/*/done.json"))
+
+
+def test_flush_denormal_is_part_of_a_run_config_without_changing_older_digests() -> None:
+    older = RunConfig("TD3", "Pendulum-v1", 0, 1000, 250, 1, {"learning_starts": 100})
+    assert "flush_denormal" not in older.to_json()  # the configs (and digests) of runs made before the option
+    flushed = RunConfig("TD3", "Pendulum-v1", 0, 1000, 250, 1, {"learning_starts": 100}, flush_denormal=True)
+    assert flushed.digest() != older.digest() and flushed.run_id == older.run_id
+    assert RunConfig.from_json(flushed.to_json()) == flushed and RunConfig.from_json(older.to_json()) == older
+    plan = plan_runs(["TD3"], ["Pendulum-v1"], [0], 1000, 250, 1, flush_denormal=True)
+    assert all(config.flush_denormal for config in plan)

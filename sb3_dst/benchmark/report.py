@@ -136,6 +136,7 @@ def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str]) -> str:
         "backward = 2 × forward, sparse layers count existing connections, policy delay, targets, action "
         "selection and evolution included); ratio to the dense algorithm of the same family on the same task.",
         "- steps/s: environment steps per second of wall time outside evaluation, one torch thread (machine-bound).",
+        _denormal_line(runs),
         "",
         "Hyperparameters (first task; λ may differ per task):",
         "",
@@ -144,6 +145,15 @@ def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str]) -> str:
         params = next(run["config"].hyperparams for run in runs if run["algo"] == algo)
         lines.append(f"- {_label(algo)}: `{json.dumps(params, sort_keys=True)}`")
     return "\n".join(lines)
+
+
+def _denormal_line(runs: Sequence[dict[str, Any]]) -> str:
+    flushed = sum(run["config"].flush_denormal for run in runs)
+    if flushed == 0:
+        return "- Denormal floats were kept (not flushed to zero): dense TD3 slows down as they pile up on CPU."
+    if flushed == len(runs):
+        return "- Denormal floats were flushed to zero in every run (`--flush-denormal`)."
+    return f"- Denormal floats were flushed to zero in {flushed} of {len(runs)} runs: their steps/s are not comparable."
 
 
 def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: dict[tuple[str, str], list[dict]]) -> str:

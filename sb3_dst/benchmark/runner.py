@@ -47,6 +47,7 @@ def plan_runs(
     hyperparams_dir: str | Path | None = None,
     learning_starts: int | None = None,
     net_arch: Sequence[int] | None = None,
+    flush_denormal: bool = False,
 ) -> list[RunConfig]:
     """All runs of algos × envs × seeds, ordered so every algorithm gets its first seeds early."""
     if total_timesteps % eval_freq:
@@ -57,7 +58,9 @@ def plan_runs(
             for algo in algos:
                 spec = AlgoSpec.parse(algo)
                 params = resolve_hyperparams(spec, env_id, hyperparams_dir, learning_starts, net_arch)
-                configs.append(RunConfig(algo, env_id, seed, total_timesteps, eval_freq, eval_episodes, params))
+                configs.append(
+                    RunConfig(algo, env_id, seed, total_timesteps, eval_freq, eval_episodes, params, flush_denormal)
+                )
     ids = [c.run_id for c in configs]
     if len(set(ids)) != len(ids):
         raise ValueError("two requested runs share a run id (repeated algorithm, env or seed?)")

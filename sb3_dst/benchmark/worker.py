@@ -167,6 +167,8 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
 
     th.set_num_threads(1)
     config = RunConfig.from_json(json.loads((run_dir / CONFIG).read_text()))
+    if config.flush_denormal and not th.set_flush_denormal(True):
+        raise RuntimeError(f"run {config.run_id} asks to flush denormals, which this CPU does not support")
     for name in (EVALUATIONS, PROGRESS, DONE):
         (run_dir / name).unlink(missing_ok=True)
     print(f"run {config.run_id}: {json.dumps(config.to_json())}", flush=True)
@@ -196,6 +198,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
         "train_steps_per_second": round(model.num_timesteps / max(wall - callback.eval_time, 1e-9), 2),
         "python": sys.version.split()[0],
         "torch_threads": th.get_num_threads(),
+        "flush_denormal": config.flush_denormal,
         "sb3_dst": code,
     }
     env.close()
