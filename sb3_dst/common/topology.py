@@ -197,7 +197,7 @@ def prune_to_k(weight: th.Tensor, k: int) -> bool:
 #: When uncontested weights fall below the pruning bound, all below this multiple of it become contested.
 MERGE_MARGIN = 32.0
 #: Calls of :meth:`TargetSparsity.maintain` between two passes that shrink the contested set.
-SETTLE_EVERY = 8
+SHRINK_EVERY = 8
 
 
 class TargetSparsity:
@@ -295,8 +295,8 @@ class TargetSparsity:
         if pruned:
             self._bound = bound
         self._calls += 1
-        if self._calls % SETTLE_EVERY == 0 or not pruned:
-            self._settle(magnitude)
+        if self._calls % SHRINK_EVERY == 0 or not pruned:
+            self._shrink_contested(magnitude)
         return pruned
 
     def _prune_compiled(self, weight: np.ndarray) -> tuple[bool, np.ndarray, float] | None:
@@ -361,7 +361,7 @@ class TargetSparsity:
             magnitude[chosen] = 0.0
         return chosen is not None, magnitude, bound
 
-    def _settle(self, magnitude: np.ndarray) -> None:
+    def _shrink_contested(self, magnitude: np.ndarray) -> None:
         """Shrink the contested set (it would otherwise grow with every evolution).
 
         Dropped connections pruned to zero cannot come back before the online mask changes, and connections
