@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch as th
 
 import sb3_dst
 from sb3_dst.benchmark.__main__ import main
@@ -166,6 +167,9 @@ def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
         and done["network_size"] < json.loads((td3_dir / "done.json").read_text())["network_size"]
     )
     assert done["sb3_dst"].startswith(sb3_dst.__version__)  # provenance: version (+ git commit in a checkout)
+    machine = done["machine"]  # and what else the exact numbers depend on
+    assert machine["cpu"] and machine["packages"]["torch"] == th.__version__
+    assert machine["torch_cpu_capability"] == th.backends.cpu.get_cpu_capability()
     # the last evaluation runs after the last environment step, before that step's gradient update
     assert int(rows[-1]["n_updates"]) == done["n_updates"] - 1
     flops = [float(r["flops"]) for r in rows] + [done["flops"]]

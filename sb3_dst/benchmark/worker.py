@@ -15,6 +15,7 @@ import csv
 import importlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -133,6 +134,40 @@ def _make_callback(config: RunConfig, run_dir: Path, eval_env: Any, parent_pid: 
     return EvalAndProgress()
 
 
+#: Packages whose version can change a run's bits (their versions are recorded in ``done.json``).
+RECORDED_PACKAGES = ("torch", "stable_baselines3", "gymnasium", "mujoco", "numpy", "numba")
+
+
+def machine_info() -> dict[str, Any]:
+    """What a run's exact numbers depend on besides its config: CPU, torch's kernel level, package versions.
+
+    Runs repeat to the last digit only on the same machine and software stack (the matrix products' code path,
+    chosen for the CPU, changes the last bits; see ``benchmarks/results/reproducibility``).
+    """
+    from importlib import metadata
+
+    import torch as th
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    packages: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch_cpu_capability": th.backends.cpu.get_cpu_capability(),
+        "packages": packages,
+    }
+
+
 def code_version(*also: Path) -> str:
     """sb3-dst's version, with the git commit when it runs from a checkout (``+dirty`` if its code is modified).
 
@@ -200,6 +235,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
         "torch_threads": th.get_num_threads(),
         "flush_denormal": config.flush_denormal,
         "sb3_dst": code,
+        "machine": machine_info(),
     }
     env.close()
     eval_env.close()
