@@ -39,7 +39,7 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.logger import configure
 
 from sb3_dst import DSTD3
-from sb3_dst.benchmark.worker import code_version
+from sb3_dst.benchmark.worker import code_version, machine_info
 
 
 def fill_buffers(env_id: str, models: list, n: int, seed: int) -> None:
@@ -167,6 +167,7 @@ def main() -> None:
         "flush_denormal": args.flush_denormal,
         "torch": th.__version__,
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "machine_info": machine_info(),  # CPU, torch's kernel level, package versions
         "load_average_at_end": os.getloadavg(),
         "command": "python " + " ".join(sys.argv),
         "commit": code_version(Path(__file__).resolve()),  # result files being rewritten do not count
