@@ -30,6 +30,12 @@ FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
   - Topological evolution (Algorithm 2), per evolution event (``model.num_evolutions``): one operation per
     weight-matrix entry of every sparse layer of the actor and critics (ranking the existing magnitudes and
     choosing empty positions). It has no multiply-adds and is tiny (~2e5 every e steps vs ~1e8 per step).
+  - Gradient growth (``growth="gradient"``, RigL): at each evolution event the weight gradient of every sparse
+    layer is computed densely, which costs ``batch_size`` multiply-adds per *absent* entry on top of the sparse
+    backward pass (RigL's accounting); it is added to the evolution event's cost.
+  - Gradual magnitude pruning (Pruned-* algorithms): the connection counts shrink during training. The model
+    checkpoints the FLOPs spent so far (``model.flops_checkpoint``) before every change of counts, and the total
+    is that checkpoint plus the steps since, at the current counts: the dense phase is counted as dense.
   - Evaluation episodes are not training and are not counted.
 
 * ``convention="paper"`` reproduces the paper's Table 3 (1.07e14 for dense TD3 on HalfCheetah, 1M steps):
@@ -128,6 +134,7 @@ class _Counts:
     critic_target: int
     target_update: int  # 2 per target parameter (Polyak) + 1 per sparse target matrix entry (Algorithm 3)
     evolution: int  # 1 per sparse matrix entry of actor and critics (Algorithm 2)
+    absent: int  # absent entries of the sparse layers of actor and critics (RigL's dense gradient)
 
 
 def _count(policy: Any) -> _Counts:
@@ -139,6 +146,14 @@ def _count(policy: Any) -> _Counts:
         critic_target=sum(_q_network_sizes(policy.critic_target)),
         target_update=sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in targets),
         evolution=_sparse_matrix_entries(policy.actor) + _sparse_matrix_entries(policy.critic),
+        absent=sum(_sparse_matrix_entries(m) - _sparse_connections(m) for m in (policy.actor, policy.critic)),
+    )
+
+
+def _sparse_connections(module: nn.Module) -> int:
+    """Connections of the sparse layers of ``module``."""
+    return sum(
+        int(getattr(layer, MASK_NAME).sum().item()) for layer in linear_layers(module) if hasattr(layer, MASK_NAME)
     )
 
 
@@ -232,6 +247,9 @@ def _breakdown(model: Any, counts: _Counts, convention: Convention) -> FlopsBrea
         target_rate = 1.0 / actor_interval
     if paper:
         return FlopsBreakdown(critic_update, actor_update, 1, 0.0, 0.0, 0.0, 0.0)
+    evolution = float(counts.evolution)
+    if getattr(model, "growth", "random") == "gradient":
+        evolution += batch * counts.absent
     return FlopsBreakdown(
         critic_update=critic_update,
         actor_update=actor_update,
@@ -239,7 +257,7 @@ def _breakdown(model: Any, counts: _Counts, convention: Convention) -> FlopsBrea
         target_update=float(counts.target_update),
         target_updates_per_step=target_rate,
         action_selection=float(actor),
-        evolution=float(counts.evolution),
+        evolution=evolution,
     )
 
 
@@ -277,19 +295,27 @@ def training_flops(model: Any, convention: Convention = "executed") -> float:
 
 def _total_flops(model: Any, parts: FlopsBreakdown, convention: Convention = "executed") -> float:
     """:func:`training_flops` from a breakdown computed beforehand (see ``DSTMixin._record_dst_metrics``)."""
+    # Counts change only under gradual pruning: FLOPs up to the last change, then the steps since at today's counts.
+    checkpoint = getattr(model, "flops_checkpoint", None) if convention == "executed" else None
+    spent, base_updates, base_timesteps, base_evolutions = checkpoint or (0.0, 0, 0, 0)
     n_updates = int(getattr(model, "_n_updates", 0))
     if convention == "paper":
         return n_updates * parts.per_gradient_step
     if _is_sac(model):
-        n_actor = n_updates
-        n_target = _sac_target_updates(model, n_updates)
+        n_actor = n_updates - base_updates
+        n_target = _sac_target_updates(model, n_updates) - _sac_target_updates(model, base_updates)
     else:
-        n_actor = n_updates // parts.actor_update_interval
+        n_actor = n_updates // parts.actor_update_interval - base_updates // parts.actor_update_interval
         n_target = n_actor
-    n_actions = max(int(getattr(model, "num_timesteps", 0)) - int(getattr(model, "learning_starts", 0)), 0)
-    n_evolutions = int(getattr(model, "num_evolutions", 0))
+    learning_starts = int(getattr(model, "learning_starts", 0))
+    n_actions = max(int(getattr(model, "num_timesteps", 0)) - learning_starts, 0) - max(
+        base_timesteps - learning_starts, 0
+    )
+    n_evolutions = int(getattr(model, "num_evolutions", 0)) - base_evolutions
+    n_updates -= base_updates
     return float(
-        n_updates * parts.critic_update
+        spent
+        + n_updates * parts.critic_update
         + n_actor * parts.actor_update
         + n_target * parts.target_update
         + n_actions * parts.action_selection

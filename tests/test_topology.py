@@ -135,7 +135,7 @@ def test_drop_removes_the_connections_closest_to_zero_on_each_side(layer, eta):
 
 def test_drop_and_grow_rejects_bad_fraction():
     w, m = th.ones(3, 3), th.ones(3, 3)
-    for bad in (0.0, 1.0, -0.5, 2.0):
+    for bad in (1.0, -0.5, 2.0):
         with pytest.raises(ValueError, match="drop_fraction"):
             drop_and_grow(w, m, bad)
 

@@ -1,6 +1,7 @@
 """What a benchmark run is: algorithm variants, their hyperparameters, and one run's full configuration.
 
-Algorithms are named as in the paper: ``TD3``, ``Static-TD3``, ``DS-TD3``, ``SAC``, ``Static-SAC``, ``DS-SAC``.
+Algorithms are named as in the paper: ``TD3``, ``Static-TD3``, ``DS-TD3``, ``SAC``, ``Static-SAC``, ``DS-SAC``, plus
+the gradual-magnitude-pruning baselines ``Pruned-TD3`` and ``Pruned-SAC`` (dense to sparse, evolution_interval 1000).
 A *variant* adds keyword overrides after a colon, e.g. ``DS-TD3:evolution_interval=200`` or
 ``DS-TD3:sparsity=0.8,drop_fraction=0.1`` (values are Python literals).
 
@@ -35,9 +36,11 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "TD3": ("stable_baselines3:TD3", "td3"),
     "Static-TD3": ("sb3_dst:StaticTD3", "static_td3"),
     "DS-TD3": ("sb3_dst:DSTD3", "ds_td3"),
+    "Pruned-TD3": ("sb3_dst:PrunedTD3", "pruned_td3"),
     "SAC": ("stable_baselines3:SAC", "sac"),
     "Static-SAC": ("sb3_dst:StaticSAC", "static_sac"),
     "DS-SAC": ("sb3_dst:DSSAC", "ds_sac"),
+    "Pruned-SAC": ("sb3_dst:PrunedSAC", "pruned_sac"),
 }
 
 #: The dense baseline of each family, for FLOPs ratios.
@@ -122,6 +125,8 @@ def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
             params.update(_topology(env_id, _TD3_LAMBDA, _TD3_LAMBDA_BY_ID))
         if algo == "DS-TD3":
             params.update(drop_fraction=0.05, evolution_interval=1000)
+        if algo == "Pruned-TD3":
+            params.update(evolution_interval=1000)
         return params
     params = copy.deepcopy(_SAC_COMMON)
     if algo == "SAC":
@@ -131,6 +136,8 @@ def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     params.update(_topology(env_id, _SAC_LAMBDA, _SAC_LAMBDA_BY_ID))
     if algo == "DS-SAC":
         params.update(drop_fraction=0.1, evolution_interval=1000)
+    if algo == "Pruned-SAC":
+        params.update(evolution_interval=1000)
     return params
 
 

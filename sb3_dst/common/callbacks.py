@@ -8,6 +8,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 class DSTCallback(BaseCallback):
     """Triggers topology evolution (Algorithm 2) every ``evolution_interval`` (e) gradient steps.
 
+    The same callback triggers the pruning steps of the Pruned-* algorithms; when they happen (the window of
+    ``evolution_end`` or ``pruning_start``) is decided by the model's ``topology_schedule``.
+
     Stable-Baselines3 calls callbacks once per environment step, while Algorithm 1 evolves between gradient
     steps: right after the critic update (L15-L16) and after the actor update (L21-L22). The DST algorithms
     therefore call :meth:`on_gradient_step` at those two lines, and this callback decides from the
@@ -29,15 +32,18 @@ class DSTCallback(BaseCallback):
         :return: whether the network was evolved.
         """
         model = self.model
-        interval = getattr(model, "evolution_interval", 0)
-        if not interval:
+        if not getattr(model, "evolution_interval", 0):
             return False
-        t = model._n_updates
-        if t // interval == (t - steps_since_last_call) // interval:
+        # The schedule (every e steps, inside the window of evolution_end or of the pruning) is the model's.
+        if not model._evolution_due(network, steps_since_last_call):  # type: ignore[attr-defined]
             return False
         changed = model._evolve_topology(network)  # type: ignore[attr-defined]
         if self.verbose >= 1:
-            print(f"DST: evolved the {network} at gradient step {t}: {changed:.2%} of its connections changed")
+            verb = "pruned" if getattr(model, "topology_mode", "evolve") == "prune" else "evolved"
+            print(
+                f"DST: {verb} the {network} at gradient step {model._n_updates}: "
+                f"{changed:.2%} of its connections changed"
+            )
         return True
 
     def _on_step(self) -> bool:

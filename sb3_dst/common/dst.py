@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, ClassVar
 
@@ -20,11 +21,46 @@ from sb3_dst.common.masking import (
     settle_absent_state,
     sparse_linears,
 )
-from sb3_dst.common.policies import ErLambda, SparseTopologyMixin, check_topology, is_real
-from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimizer_state
+from sb3_dst.common.policies import (
+    ErLambda,
+    SparseTopologyMixin,
+    check_distribution,
+    check_sparsity,
+    check_topology,
+    is_real,
+)
+from sb3_dst.common.topology import (
+    DROP_FRACTION_SCHEDULES,
+    GROWTH_CRITERIA,
+    EvolutionSchedule,
+    OnlineMaskTarget,
+    TargetSparsity,
+    drop_and_grow,
+    prune_smallest,
+    pruning_connection_count,
+    reset_optimizer_state,
+    scheduled_drop_fraction,
+)
 from sb3_dst.metrics import FlopsBreakdown, _total_flops, count_connections, flops_breakdown
 
-TOPOLOGY_KEYS = ("er_lambda", "sparsity", "sparse_output_layer")
+#: Keywords handed to the sparse policy (they decide each layer's budget).
+TOPOLOGY_KEYS = (
+    "er_lambda",
+    "sparsity",
+    "sparse_output_layer",
+    "sparsity_distribution",
+    "erk_power_scale",
+    "actor_sparsity",
+    "critic_sparsity",
+)
+#: Keywords of the topology's evolution (DS-* algorithms).
+EVOLUTION_KEYS = ("drop_fraction", "evolution_interval", "growth", "drop_fraction_schedule", "evolution_end")
+#: Keywords of gradual magnitude pruning (Pruned-* algorithms).
+PRUNING_KEYS = ("evolution_interval", "pruning_start", "pruning_end")
+#: Values of ``target_pruning``: Algorithm 3 (magnitude) or RLx2's product with the online mask.
+TARGET_PRUNING = ("magnitude", "online_mask")
+#: Default pruning window, as fractions of the run's gradient steps (Graesser et al. and rigl: 20 % to 80 %).
+DEFAULT_PRUNING_WINDOW = (0.2, 0.8)
 
 
 def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
@@ -39,6 +75,18 @@ def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
     return None
 
 
+def _check_choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return str(value)
+
+
+def _check_steps(value: Any, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 #: Gradient steps between two settles of the optimizer state of absent connections (0.999^1000 ≈ 0.37).
 SETTLE_INTERVAL = 1000
 
@@ -47,10 +95,13 @@ class DSTMixin:
     """Mixed into SB3's ``TD3``/``SAC`` before them; the algorithm's ``train()`` calls the helpers below.
 
     Subclasses set :attr:`networks`: the name of each sparse network with its online and target attribute names
-    (the target is ``None`` for SAC's actor).
+    (the target is ``None`` for SAC's actor), and :attr:`topology_mode`: ``"evolve"`` (DS-*, the paper),
+    ``"static"`` (Static-*) or ``"prune"`` (Pruned-*: dense to sparse by gradual magnitude pruning).
     """
 
-    #: Whether the topology evolves (False for the Static-* baselines).
+    #: How the topology changes: "evolve" (Algorithm 2), "static" (never) or "prune" (gradual magnitude pruning).
+    topology_mode: ClassVar[str] = "evolve"
+    #: Whether the topology evolves by drop and growth (False for the Static-* and Pruned-* algorithms).
     dynamic: ClassVar[bool] = True
     #: Default drop fraction η and evolution interval e.
     default_drop_fraction: ClassVar[float] = 0.05
@@ -66,6 +117,11 @@ class DSTMixin:
     policy_kwargs: dict[str, Any]
     logger: Any
     _n_updates: int
+    num_timesteps: int
+    learning_starts: int
+    train_freq: Any
+    gradient_steps: int
+    n_envs: int
 
     def __init__(
         self,
@@ -76,11 +132,37 @@ class DSTMixin:
         sparse_output_layer: bool = False,
         drop_fraction: float | None = None,
         evolution_interval: int | None = None,
+        growth: str | None = None,
+        drop_fraction_schedule: str | None = None,
+        evolution_end: int | None = None,
+        sparsity_distribution: str = "erk",
+        erk_power_scale: float = 1.0,
+        actor_sparsity: float | None = None,
+        critic_sparsity: float | None = None,
+        target_pruning: str = "magnitude",
+        pruning_start: int | None = None,
+        pruning_end: int | None = None,
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
         super().__init__(policy, env, _init_setup_model=False, **kwargs)  # type: ignore[call-arg]
-        self._init_dst(er_lambda, sparsity, sparse_output_layer, drop_fraction, evolution_interval)
+        self._init_dst(
+            er_lambda,
+            sparsity,
+            sparse_output_layer,
+            drop_fraction,
+            evolution_interval,
+            growth=growth,
+            drop_fraction_schedule=drop_fraction_schedule,
+            evolution_end=evolution_end,
+            sparsity_distribution=sparsity_distribution,
+            erk_power_scale=erk_power_scale,
+            actor_sparsity=actor_sparsity,
+            critic_sparsity=critic_sparsity,
+            target_pruning=target_pruning,
+            pruning_start=pruning_start,
+            pruning_end=pruning_end,
+        )
         if _init_setup_model:
             self._setup_model()
 
@@ -97,35 +179,94 @@ class DSTMixin:
         sparse_output_layer: bool,
         drop_fraction: float | None,
         evolution_interval: int | None,
+        *,
+        growth: str | None = None,
+        drop_fraction_schedule: str | None = None,
+        evolution_end: int | None = None,
+        sparsity_distribution: str = "erk",
+        erk_power_scale: float = 1.0,
+        actor_sparsity: float | None = None,
+        critic_sparsity: float | None = None,
+        target_pruning: str = "magnitude",
+        pruning_start: int | None = None,
+        pruning_end: int | None = None,
     ) -> None:
-        """Validate and store the DST hyperparameters (before the policy is built)."""
-        for key in TOPOLOGY_KEYS:
+        """Validate and store the DST hyperparameters (before the policy is built); errors name the keyword."""
+        for key in (*TOPOLOGY_KEYS, "start_dense"):
             if key in self.policy_kwargs:
                 raise ValueError(f"Pass {key} to {type(self).__name__} directly, not inside policy_kwargs")
         self.er_lambda, self.sparsity = check_topology(er_lambda, sparsity)
         self.sparse_output_layer = bool(sparse_output_layer)
-        if not self.dynamic and (drop_fraction is not None or evolution_interval is not None):
-            key = "drop_fraction" if drop_fraction is not None else "evolution_interval"
-            raise TypeError(
-                f"{type(self).__name__} has a fixed topology and takes no {key!r}; "
-                f"use {type(self).__name__.replace('Static', 'DS')} to evolve it"
+        self.actor_sparsity = check_sparsity(actor_sparsity, "actor_sparsity")
+        self.critic_sparsity = check_sparsity(critic_sparsity, "critic_sparsity")
+        self.sparsity_distribution, self.erk_power_scale = check_distribution(
+            sparsity_distribution, erk_power_scale, self.er_lambda, (sparsity, actor_sparsity, critic_sparsity)
+        )
+        if target_pruning not in TARGET_PRUNING:
+            raise ValueError(
+                f"target_pruning must be one of {', '.join(map(repr, TARGET_PRUNING))}, got {target_pruning!r}"
             )
-        if self.dynamic:
+        self.target_pruning: str = target_pruning
+
+        given = {
+            "drop_fraction": drop_fraction,
+            "evolution_interval": evolution_interval,
+            "growth": growth,
+            "drop_fraction_schedule": drop_fraction_schedule,
+            "evolution_end": evolution_end,
+            "pruning_start": pruning_start,
+            "pruning_end": pruning_end,
+        }
+        accepted = {"evolve": EVOLUTION_KEYS, "prune": PRUNING_KEYS, "static": ()}[self.topology_mode]
+        for key, value in given.items():
+            if value is not None and key not in accepted:
+                raise TypeError(f"{type(self).__name__} takes no {key!r}: {self._why_not(key)}")
+
+        self.evolution_interval = 0
+        if self.topology_mode != "static":
+            interval = self.default_evolution_interval if evolution_interval is None else evolution_interval
+            self.evolution_interval = _check_steps(interval, "evolution_interval (e)", minimum=1)
+        self.drop_fraction: float = 0.0
+        self.growth: str = "random"
+        self.drop_fraction_schedule: str = "constant"
+        self.evolution_end: int | None = None
+        self.pruning_start: int | None = None
+        self.pruning_end: int | None = None
+        if self.topology_mode == "evolve":
             drop_fraction = self.default_drop_fraction if drop_fraction is None else drop_fraction
-            evolution_interval = self.default_evolution_interval if evolution_interval is None else evolution_interval
             if not (is_real(drop_fraction) and 0.0 < drop_fraction < 1.0):
                 raise ValueError(f"drop_fraction (η) must be in (0, 1), got {drop_fraction!r}")
-            if isinstance(evolution_interval, bool) or not isinstance(evolution_interval, numbers.Integral):
-                raise ValueError(f"evolution_interval (e) must be an integer >= 1, got {evolution_interval!r}")
-            if evolution_interval < 1:
-                raise ValueError(f"evolution_interval (e) must be an integer >= 1, got {evolution_interval!r}")
-            self.drop_fraction: float = float(drop_fraction)
-            self.evolution_interval: int = int(evolution_interval)
-        else:
-            self.evolution_interval = 0
+            self.drop_fraction = float(drop_fraction)
+            self.growth = _check_choice(growth or "random", "growth", GROWTH_CRITERIA)
+            self.drop_fraction_schedule = _check_choice(
+                drop_fraction_schedule or "constant", "drop_fraction_schedule", DROP_FRACTION_SCHEDULES
+            )
+            self.evolution_end = None if evolution_end is None else _check_steps(evolution_end, "evolution_end", 1)
+        elif self.topology_mode == "prune":
+            self.pruning_start = None if pruning_start is None else _check_steps(pruning_start, "pruning_start", 0)
+            self.pruning_end = None if pruning_end is None else _check_steps(pruning_end, "pruning_end", 1)
+            if (
+                self.pruning_start is not None
+                and self.pruning_end is not None
+                and self.pruning_end <= self.pruning_start
+            ):
+                raise ValueError(f"pruning_end ({self.pruning_end}) must be after pruning_start ({self.pruning_start})")
         self.num_evolutions = 0
         self.last_changed_fraction: dict[str, float] = {}
+        self.current_drop_fraction: float = self.drop_fraction
         self.dst_callback: DSTCallback | None = None
+        #: Gradient steps the current learn() call is planned to reach (T of the schedules), set by learn().
+        self.planned_gradient_steps: int | None = None
+        # FLOPs spent before the last change of connection counts (gradual pruning), and the counters then.
+        self.flops_checkpoint: tuple[float, int, int, int] = (0.0, 0, 0, 0)
+
+    def _why_not(self, key: str) -> str:
+        name = type(self).__name__
+        if self.topology_mode == "static":
+            return f"it has a fixed topology; use {name.replace('Static', 'DS')} to evolve it"
+        if self.topology_mode == "prune":
+            return f"it prunes by magnitude and never grows connections; {key!r} belongs to the DS-* algorithms"
+        return f"{key!r} belongs to gradual magnitude pruning ({name.replace('DS', 'Pruned')})"
 
     def _policy_kwargs_with_topology(self) -> None:
         """Hand the topology hyperparameters to the sparse policy (called before the policy is built)."""
@@ -134,14 +275,14 @@ class DSTMixin:
                 f"{type(self).__name__} needs a sparse policy (use 'MlpPolicy'), got {self.policy_class!r}"
             )
         self.policy_kwargs = {**self.policy_kwargs, **{k: getattr(self, k) for k in TOPOLOGY_KEYS}}
+        self.policy_kwargs["start_dense"] = self.topology_mode == "prune"
 
     def _setup_dst(self) -> None:
         """Cache the sparse layers, the target layers paired with their online connection counts, and sizes."""
         self._sparse_layers: dict[str, list[nn.Linear]] = {}
-        self._target_sparsity: dict[str, list[TargetSparsity]] = {}
+        self._target_sparsity: dict[str, list[TargetSparsity | OnlineMaskTarget]] = {}
         # (online parameters, target parameters, Algorithm 3 state of the segment's last target weight, if sparse)
-        self._target_updates: dict[str, list[tuple[list[th.Tensor], list[th.Tensor], TargetSparsity | None]]] = {}
-        sizes: dict[str, tuple[int, int]] = {}  # connections and weight entries per network
+        self._target_updates: dict[str, list[tuple[list[th.Tensor], list[th.Tensor], _Target | None]]] = {}
         self._next_settle: dict[str, int] = {}  # gradient step of the next settle_absent_state, per network
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
@@ -151,12 +292,12 @@ class DSTMixin:
                 target_module = getattr(self, target_attr)
                 targets = sparse_linears(target_module)
                 self._target_sparsity[name] = [
-                    _target_sparsity(target, getattr(layer, MASK_NAME))
+                    _target_sparsity(target, getattr(layer, MASK_NAME), self.target_pruning)
                     for layer, target in zip(layers, targets, strict=True)
                 ]
                 # Split the parameters after each sparse target weight, so that it is pruned right after its update
                 by_weight = {id(t.weight): s for t, s in zip(targets, self._target_sparsity[name], strict=True)}
-                segments: list[tuple[list[th.Tensor], list[th.Tensor], TargetSparsity | None]] = []
+                segments: list[tuple[list[th.Tensor], list[th.Tensor], _Target | None]] = []
                 params: list[th.Tensor] = []
                 target_params: list[th.Tensor] = []
                 for param, target_param in zip(online.parameters(), target_module.parameters(), strict=True):
@@ -169,11 +310,84 @@ class DSTMixin:
                 if params:
                     segments.append((params, target_params, None))
                 self._target_updates[name] = segments
+        self._refresh_size_records()
+        self._grow_scores: dict[str, list[th.Tensor]] = {}
+        self._flops_cache: tuple[tuple[Any, ...], FlopsBreakdown] | None = None
+
+    def _refresh_size_records(self) -> None:
+        """The ``dst/`` size metrics (connections and sparsity per network and overall), read from the masks."""
+        sizes: dict[str, tuple[int, int]] = {}  # connections and weight entries per network
+        for name, (online_attr, _) in self.networks.items():
+            online = getattr(self, online_attr)
             sizes[name] = (count_connections(online), sum(layer.weight.numel() for layer in linear_layers(online)))
         connections, total = (sum(size[i] for size in sizes.values()) for i in (0, 1))
         self._size_records = [(f"dst/{name}_sparsity", 1.0 - n / n_total) for name, (n, n_total) in sizes.items()]
         self._size_records += [("dst/connections", connections), ("dst/sparsity", 1.0 - connections / total)]
-        self._flops_cache: tuple[tuple[Any, ...], FlopsBreakdown] | None = None
+
+    # --- Schedules ---------------------------------------------------------------------------------------
+
+    def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> Any:
+        """SB3's set-up of ``learn()``, then the horizon T of the schedules: the gradient steps it will reach."""
+        total, callback = super()._setup_learn(total_timesteps, *args, **kwargs)  # type: ignore[misc]
+        self.planned_gradient_steps = self._estimate_gradient_steps(total)
+        self._check_horizon()
+        return total, callback
+
+    def _estimate_gradient_steps(self, total_timesteps: int) -> int | None:
+        """Gradient steps done when ``num_timesteps`` reaches ``total_timesteps`` (None if unknown in advance)."""
+        from stable_baselines3.common.type_aliases import TrainFrequencyUnit
+
+        freq = self.train_freq
+        if freq is None or getattr(freq, "unit", None) != TrainFrequencyUnit.STEP:
+            return None  # trains once per episode: the length of episodes is not known in advance
+        env_steps_per_rollout = int(freq.frequency) * int(self.n_envs)
+        per_rollout = self.gradient_steps if self.gradient_steps >= 0 else env_steps_per_rollout
+        remaining = max(0, int(total_timesteps) - max(int(self.num_timesteps), int(self.learning_starts)))
+        return int(self._n_updates) + (remaining // env_steps_per_rollout) * int(per_rollout)
+
+    def _check_horizon(self) -> None:
+        """Raise now (not mid-run) when a schedule needs T and neither the keywords nor the run give it."""
+        if self.planned_gradient_steps is not None:
+            return
+        if self.topology_mode == "evolve" and self.drop_fraction_schedule == "cosine" and self.evolution_end is None:
+            raise ValueError(
+                "drop_fraction_schedule='cosine' decays η over T gradient steps: with train_freq in episodes T is "
+                "not known in advance, so pass evolution_end (the gradient step where η reaches 0)"
+            )
+        if self.topology_mode == "prune" and (self.pruning_start is None or self.pruning_end is None):
+            raise ValueError(
+                "gradual pruning runs from 20% to 80% of the run's gradient steps by default: with train_freq in "
+                "episodes these are not known in advance, so pass pruning_start and pruning_end (gradient steps)"
+            )
+
+    def _horizon(self) -> int | None:
+        """T of the cosine drop fraction: ``evolution_end``, else the gradient steps the run is planned to reach."""
+        return self.evolution_end if self.evolution_end is not None else self.planned_gradient_steps
+
+    def pruning_window(self) -> tuple[int, int]:
+        """``(pruning_start, pruning_end)`` in gradient steps, defaults resolved (20 % and 80 % of the run)."""
+        horizon = self.planned_gradient_steps or 0
+        start = self.pruning_start
+        if start is None:
+            start = math.floor(DEFAULT_PRUNING_WINDOW[0] * horizon)
+        end = self.pruning_end if self.pruning_end is not None else math.floor(DEFAULT_PRUNING_WINDOW[1] * horizon)
+        return start, max(end, start + 1)
+
+    @property
+    def topology_schedule(self) -> EvolutionSchedule:
+        """When the topology changes: every e gradient steps, up to ``evolution_end`` (DS-*) or from
+        ``pruning_start`` on (Pruned-*, which stops changing once every layer holds its final budget)."""
+        if self.topology_mode == "prune":
+            return EvolutionSchedule(self.evolution_interval, start=self.pruning_window()[0])
+        return EvolutionSchedule(self.evolution_interval, end=self.evolution_end)
+
+    def _update_period(self, network: str) -> int:
+        """Gradient steps between two updates of ``network`` (TD3 overrides it for its delayed actor)."""
+        return 1
+
+    def _evolution_due(self, network: str, steps_since_last_call: int | None = None) -> bool:
+        steps = self._update_period(network) if steps_since_last_call is None else steps_since_last_call
+        return self.topology_schedule.due(int(self._n_updates), steps)
 
     # --- SB3 hooks ---------------------------------------------------------------------------------------
 
@@ -201,6 +415,7 @@ class DSTMixin:
             "_next_settle",
             "_size_records",
             "_flops_cache",
+            "_grow_scores",
         ]
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
@@ -217,30 +432,55 @@ class DSTMixin:
         there decays by β2 per step and must not reach zero.
         """
         optimizer, layers = getattr(self, self.networks[network][0]).optimizer, self._sparse_layers[network]
+        if self.growth == "gradient" and self._evolution_due(network):
+            # RigL's criterion: |∂L/∂W| of the current batch, dense (absent positions included), kept for the
+            # evolution that follows this step (the masked step may zero the gradient at absent positions).
+            self._grow_scores[network] = [_dense_gradient_magnitude(layer) for layer in layers]
         masked_step(optimizer, layers, fused=self.fused_adam)
         if self._n_updates >= self._next_settle.get(network, 0):
             settle_absent_state(optimizer, layers)
             self._next_settle[network] = self._n_updates + SETTLE_INTERVAL
 
-    def _on_gradient_step(self, network: str, steps_since_last_call: int = 1) -> None:
-        """Let the DST callback evolve ``network`` if due (Algorithm 1, L15-L16 and L21-L22)."""
+    def _on_gradient_step(self, network: str, steps_since_last_call: int | None = None) -> None:
+        """Let the DST callback evolve ``network`` if due (Algorithm 1, L15-L16 and L21-L22).
+
+        :param steps_since_last_call: gradient steps since the last call for ``network`` (default: its update
+            period, :meth:`_update_period`).
+        """
+        if steps_since_last_call is None:
+            steps_since_last_call = self._update_period(network)
         if self.dst_callback is None:  # train() called outside learn()
             self.dst_callback = DSTCallback()
             self.dst_callback.init_callback(self)  # type: ignore[arg-type]
         self.dst_callback.on_gradient_step(network, steps_since_last_call)
 
     def _evolve_topology(self, network: str) -> float:
-        """Algorithm 2 on every sparse layer of ``network``; resets the optimizer state of changed connections.
+        """Change the topology of ``network`` once: Algorithm 2 (DS-*) or a gradual pruning step (Pruned-*).
 
-        :return: fraction of the network's sparse connections that moved.
+        Algorithm 2 on every sparse layer: drop ``η_t`` of its connections (η_t from ``drop_fraction_schedule``),
+        grow as many at random (``growth="random"``) or where the dense gradient of the current batch is largest
+        (``growth="gradient"``); the optimizer state of changed connections is reset.
+
+        :return: fraction of the network's sparse connections that moved (or were pruned).
         """
+        if self.topology_mode == "prune":
+            return self._prune_topology(network)
         optimizer = getattr(self, self.networks[network][0]).optimizer
         moved = total = 0
         layers = self._sparse_layers[network]
-        targets: list[TargetSparsity | None] = list(self._target_sparsity.get(network, [None] * len(layers)))
-        for layer, target in zip(layers, targets, strict=True):
+        targets: list[_Target | None] = list(self._target_sparsity.get(network, [None] * len(layers)))
+        eta = scheduled_drop_fraction(self.drop_fraction, self.drop_fraction_schedule, self._n_updates, self._horizon())
+        scores: list[th.Tensor | None] = [None] * len(layers)
+        if self.growth == "gradient":
+            if network not in self._grow_scores:
+                raise RuntimeError(
+                    f"growth='gradient' needs the dense gradient of the {network}'s last batch; the evolution is "
+                    "triggered by train() (through DSTCallback), which keeps it"
+                )
+            scores = list(self._grow_scores.pop(network))
+        for layer, target, score in zip(layers, targets, scores, strict=True):
             mask = getattr(layer, MASK_NAME)
-            dropped, grown, changed = drop_and_grow(layer.weight, mask, self.drop_fraction)
+            dropped, grown, changed = drop_and_grow(layer.weight, mask, eta, grow_scores=score)
             reset_optimizer_state(optimizer, layer.weight, dropped | grown)
             if target is not None:
                 target.mark_changed(changed)
@@ -248,6 +488,53 @@ class DSTMixin:
             total += int(mask.sum())
         settle_absent_state(optimizer, layers)  # dropped connections: zero first moment, unit second moment
         fraction = moved / max(total, 1)
+        self.last_changed_fraction[network] = fraction
+        self.current_drop_fraction = eta
+        if network == "critic":
+            self.num_evolutions += 1
+        return fraction
+
+    def _prune_topology(self, network: str) -> float:
+        """One step of gradual magnitude pruning of ``network`` (Zhu & Gupta's cubic schedule).
+
+        Each sparse layer keeps the :func:`~sb3_dst.common.topology.pruning_connection_count` largest-magnitude
+        connections for the current gradient step; the pruned ones leave the mask (weight and optimizer state
+        zeroed) and the target layer's budget k follows. The FLOPs spent so far are checkpointed first, since
+        the connection counts change.
+
+        :return: fraction of the network's connections pruned by this step.
+        """
+        from sb3_dst.metrics import training_flops
+
+        self.flops_checkpoint = (
+            training_flops(self),
+            int(self._n_updates),
+            int(self.num_timesteps),
+            int(self.num_evolutions),
+        )
+        optimizer = getattr(self, self.networks[network][0]).optimizer
+        start, end = self.pruning_window()
+        layers = self._sparse_layers[network]
+        targets: list[_Target | None] = list(self._target_sparsity.get(network, [None] * len(layers)))
+        removed_total = before = 0
+        for layer, target in zip(layers, targets, strict=True):
+            mask = getattr(layer, MASK_NAME)
+            budget = getattr(layer, "connection_budget", int(mask.sum()))
+            n_keep = pruning_connection_count(layer.weight.numel(), budget, self._n_updates, start, end)
+            before += int(mask.sum())
+            removed = prune_smallest(layer.weight, mask, n_keep)
+            n_removed = int(removed.sum())
+            if n_removed:
+                reset_optimizer_state(optimizer, layer.weight, removed)
+                if target is not None:
+                    target.k = int(mask.sum())
+                    target.mark_changed(removed)
+            removed_total += n_removed
+        if removed_total:
+            settle_absent_state(optimizer, layers)
+            self._flops_cache = None
+            self._refresh_size_records()
+        fraction = removed_total / max(before, 1)
         self.last_changed_fraction[network] = fraction
         if network == "critic":
             self.num_evolutions += 1
@@ -270,10 +557,12 @@ class DSTMixin:
         """Log the ``dst/`` metrics through SB3's logger (a few microseconds: train() calls it every time)."""
         for key, value in self._size_records:
             self.logger.record(key, value)
-        if self.dynamic:
+        if self.topology_mode != "static":
             self.logger.record("dst/evolutions", self.num_evolutions)
             for name, fraction in self.last_changed_fraction.items():
                 self.logger.record(f"dst/{name}_changed_fraction", fraction)
+        if self.topology_mode == "evolve":
+            self.logger.record("dst/drop_fraction", self.current_drop_fraction)
         # The per-step FLOPs depend on the connection counts (fixed by the exact budgets) and on these settings.
         settings = tuple(getattr(self, k, None) for k in ("batch_size", "policy_delay", "target_update_interval"))
         flops_key = (settings, getattr(self, "gradient_steps", None))
@@ -282,7 +571,24 @@ class DSTMixin:
         self.logger.record("dst/flops", _total_flops(self, self._flops_cache[1]))
 
 
-def _target_sparsity(target: nn.Linear, online_mask: th.Tensor) -> TargetSparsity:
-    """Algorithm 3 state of one target layer; its mask buffer follows the target's non-zero pattern."""
+_Target = TargetSparsity | OnlineMaskTarget
+
+
+def _target_sparsity(target: nn.Linear, online_mask: th.Tensor, target_pruning: str = "magnitude") -> _Target:
+    """Sparsity keeper of one target layer; its mask buffer follows the target's non-zero pattern.
+
+    ``"magnitude"``: Algorithm 3 (:class:`TargetSparsity`); ``"online_mask"``: RLx2's θ' ⊙ M
+    (:class:`OnlineMaskTarget`).
+    """
     mirror_nonzero_pattern(target)
+    if target_pruning == "online_mask":
+        return OnlineMaskTarget(target.weight, online_mask)
     return TargetSparsity(target.weight, online_mask, int(online_mask.sum()))
+
+
+def _dense_gradient_magnitude(layer: nn.Linear) -> th.Tensor:
+    """|∂L/∂W| of a layer, every entry (RigL's growth criterion); zeros if no gradient was computed."""
+    grad = layer.weight.grad
+    if grad is None:
+        return th.zeros_like(layer.weight)
+    return grad.detach().abs()

@@ -14,7 +14,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sb3_dst.common.masking import add_mask, linear_layers
-from sb3_dst.common.topology import er_connection_count, er_lambdas_for_sparsity
+from sb3_dst.common.topology import SPARSITY_DISTRIBUTIONS, connection_budgets, er_connection_count
 
 #: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d).
 DEFAULT_ER_LAMBDA: tuple[float, ...] = (7.0, 64.0)
@@ -30,6 +30,40 @@ def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def check_sparsity(value: Any, key: str = "sparsity") -> float | None:
+    """Validate a sparsity keyword (``None`` or a number in [0, 1)) and return it as a ``float``.
+
+    :raises ValueError: naming ``key``.
+    """
+    if value is not None and not (is_real(value) and 0.0 <= value < 1.0):
+        raise ValueError(f"{key} must be a number in [0, 1), got {value!r}")
+    return None if value is None else float(value)
+
+
+def check_distribution(
+    sparsity_distribution: Any, erk_power_scale: Any, er_lambda: Any, sparsities: Sequence[Any]
+) -> tuple[str, float]:
+    """Validate ``sparsity_distribution`` and ``erk_power_scale`` (they only apply to ``sparsity`` budgets).
+
+    :raises ValueError: naming the keyword.
+    """
+    if sparsity_distribution not in SPARSITY_DISTRIBUTIONS:
+        raise ValueError(
+            f"sparsity_distribution must be one of {', '.join(map(repr, SPARSITY_DISTRIBUTIONS))}, "
+            f"got {sparsity_distribution!r}"
+        )
+    if not (is_real(erk_power_scale) and math.isfinite(erk_power_scale) and erk_power_scale >= 0):
+        raise ValueError(f"erk_power_scale must be a number >= 0, got {erk_power_scale!r}")
+    non_default = sparsity_distribution != "erk" or erk_power_scale != 1.0
+    if non_default and all(s is None for s in sparsities):
+        key = "sparsity_distribution" if sparsity_distribution != "erk" else "erk_power_scale"
+        raise ValueError(
+            f"{key} spreads a `sparsity=` (or actor_sparsity/critic_sparsity) budget over the layers; "
+            + ("er_lambda sets each layer's budget itself" if er_lambda is not None else "give `sparsity=` too")
+        )
+    return str(sparsity_distribution), float(erk_power_scale)
+
+
 def check_topology(er_lambda: Any, sparsity: Any) -> tuple[float | list[float] | None, float | None]:
     """Validate ``er_lambda`` and ``sparsity`` and return them as plain ``float``/``list[float]`` values.
 
@@ -38,8 +72,7 @@ def check_topology(er_lambda: Any, sparsity: Any) -> tuple[float | list[float] |
     """
     if er_lambda is not None and sparsity is not None:
         raise ValueError("Pass either er_lambda or sparsity, not both")
-    if sparsity is not None and not (is_real(sparsity) and 0.0 <= sparsity < 1.0):
-        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    check_sparsity(sparsity)
     lambdas: float | list[float] | None = None
     if er_lambda is not None:
         iterable = hasattr(er_lambda, "__iter__") and not isinstance(er_lambda, (str, bytes, dict))
@@ -64,11 +97,23 @@ class SparseTopologyMixin:
         one λ is then shared by the layers of a network and solved for that budget, layers that would be
         denser than full being made dense (see :func:`~sb3_dst.common.topology.er_lambdas_for_sparsity`).
     :param sparse_output_layer: also sparsify output layers (the paper keeps them dense).
+    :param sparsity_distribution: how a ``sparsity`` budget is spread over a network's layers: ``"erk"``
+        (Erdős–Rényi-Kernel, the default) or ``"uniform"`` (every sparse layer at the same density).
+    :param erk_power_scale: exponent of the ERK score ``((n_in + n_out) / (n_in n_out))^power`` (1: Eq. 1).
+    :param actor_sparsity: sparsity of the actor's sparse layers, instead of ``sparsity`` / ``er_lambda``.
+    :param critic_sparsity: sparsity of each Q-network's sparse layers, instead of ``sparsity`` / ``er_lambda``.
+    :param start_dense: build every sparse layer at full density (gradual magnitude pruning starts there); each
+        layer still records its final budget in ``connection_budget``.
     """
 
     er_lambda: ErLambda
     sparsity: float | None
     sparse_output_layer: bool
+    sparsity_distribution: str
+    erk_power_scale: float
+    actor_sparsity: float | None
+    critic_sparsity: float | None
+    start_dense: bool
 
     def __init__(
         self,
@@ -80,9 +125,20 @@ class SparseTopologyMixin:
         er_lambda: ErLambda = None,
         sparsity: float | None = None,
         sparse_output_layer: bool = False,
+        sparsity_distribution: str = "erk",
+        erk_power_scale: float = 1.0,
+        actor_sparsity: float | None = None,
+        critic_sparsity: float | None = None,
+        start_dense: bool = False,
         **kwargs: Any,
     ):
         self._init_topology(er_lambda, sparsity, sparse_output_layer)
+        self.actor_sparsity = check_sparsity(actor_sparsity, "actor_sparsity")
+        self.critic_sparsity = check_sparsity(critic_sparsity, "critic_sparsity")
+        self.sparsity_distribution, self.erk_power_scale = check_distribution(
+            sparsity_distribution, erk_power_scale, self.er_lambda, (sparsity, actor_sparsity, critic_sparsity)
+        )
+        self.start_dense = bool(start_dense)
         net_arch = list(DEFAULT_NET_ARCH) if net_arch is None else net_arch
         super().__init__(observation_space, action_space, lr_schedule, net_arch, *args, **kwargs)  # type: ignore[call-arg]
 
@@ -102,12 +158,35 @@ class SparseTopologyMixin:
         self.sparse_output_layer = bool(sparse_output_layer)
 
     def _topology_kwargs(self) -> dict:
-        return dict(er_lambda=self.er_lambda, sparsity=self.sparsity, sparse_output_layer=self.sparse_output_layer)
+        return dict(
+            er_lambda=self.er_lambda,
+            sparsity=self.sparsity,
+            sparse_output_layer=self.sparse_output_layer,
+            sparsity_distribution=self.sparsity_distribution,
+            erk_power_scale=self.erk_power_scale,
+            actor_sparsity=self.actor_sparsity,
+            critic_sparsity=self.critic_sparsity,
+            start_dense=self.start_dense,
+        )
+
+    def _network_sparsity(self, network: str) -> float | None:
+        """The ``sparsity`` that sets the budget of ``network`` ("actor" or "critic qf<i>"), if any."""
+        specific = self.actor_sparsity if network == "actor" else self.critic_sparsity
+        return self.sparsity if specific is None else specific
+
+    def _budgets(self, shapes: Sequence[tuple[int, int]], network: str) -> list[int]:
+        """Connection count of each of ``shapes`` (the sparse layers of ``network``), validated."""
+        sparsity = self._network_sparsity(network)
+        if sparsity is not None:
+            return connection_budgets(shapes, sparsity, self.sparsity_distribution, self.erk_power_scale)
+        lambdas = self._lambdas(shapes, network)
+        return [
+            er_connection_count(n_in, n_out, lam, layer=f"{network} layer {i}")
+            for i, ((n_in, n_out), lam) in enumerate(zip(shapes, lambdas, strict=True))
+        ]
 
     def _lambdas(self, shapes: Sequence[tuple[int, int]], network: str) -> list[float]:
         """λ for each of ``shapes`` (the sparse layers of ``network``), validated."""
-        if self.sparsity is not None:
-            return er_lambdas_for_sparsity(shapes, self.sparsity)
         er_lambda = DEFAULT_ER_LAMBDA if self.er_lambda is None else self.er_lambda
         if isinstance(er_lambda, (int, float)):
             return [float(er_lambda)] * len(shapes)
@@ -127,12 +206,11 @@ class SparseTopologyMixin:
         if not layers:
             return
         shapes = [(layer.in_features, layer.out_features) for layer in layers]
-        # Several output heads (SAC's mu and log_std) share the last λ.
+        # Several output heads (SAC's mu and log_std, of one shape) share the last budget.
         n_heads = len(output) if self.sparse_output_layer else 0
-        lambda_shapes = shapes[: len(shapes) - n_heads + (1 if n_heads else 0)]
-        lambdas = self._lambdas(lambda_shapes, network)
-        lambdas += [lambdas[-1]] * (len(shapes) - len(lambdas))
-        for i, (layer, lam) in enumerate(zip(layers, lambdas, strict=False)):
-            n_in, n_out = shapes[i]
-            k = er_connection_count(n_in, n_out, lam, layer=f"{network} layer {i}")
-            add_mask(layer, k)
+        budget_shapes = shapes[: len(shapes) - n_heads + (1 if n_heads else 0)]
+        budgets = self._budgets(budget_shapes, network)
+        budgets += [budgets[-1]] * (len(shapes) - len(budgets))
+        for layer, k in zip(layers, budgets, strict=True):
+            add_mask(layer, layer.weight.numel() if self.start_dense else k)
+            setattr(layer, "connection_budget", k)  # noqa: B010 (the final budget; gradual pruning reaches it later)

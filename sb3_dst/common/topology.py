@@ -9,12 +9,24 @@ Symbols follow Sokar et al., "Dynamic Sparse Training for Deep Reinforcement Lea
 A *mask* is a float tensor of the weight's shape whose entries are 1 where a connection exists and 0
 elsewhere. Every function here works on one layer (one 2-D weight matrix) and never changes the number of
 connections unless that is its purpose.
+
+The module is organised in three parts, so that methods can be added without touching the algorithms:
+
+- **Budgets** (how many connections each layer has): :func:`er_connection_count` (the paper's λ, Eq. 1),
+  :func:`connection_budgets` (a global sparsity spread by ERK or uniformly).
+- **Schedules** (when and how much the topology changes): :class:`EvolutionSchedule` (every e gradient steps
+  inside a window), :func:`scheduled_drop_fraction` (η constant or cosine-decayed),
+  :func:`pruning_connection_count` (gradual magnitude pruning's cubic schedule).
+- **Criteria** (which connections): :func:`drop_and_grow` (the paper's drop; random growth as SET or
+  gradient growth as RigL), :func:`prune_smallest` (magnitude pruning), and for target networks
+  :func:`prune_to_k` / :class:`TargetSparsity` (Algorithm 3) or :class:`OnlineMaskTarget` (RLx2's masking).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch as th
@@ -22,14 +34,31 @@ import torch as th
 from sb3_dst.common._kernels import NOTHING_TO_PRUNE, PRUNED, maintain_kernel
 
 __all__ = [
+    "DROP_FRACTION_SCHEDULES",
+    "GROWTH_CRITERIA",
+    "SPARSITY_DISTRIBUTIONS",
+    "EvolutionSchedule",
+    "OnlineMaskTarget",
     "TargetSparsity",
+    "connection_budgets",
     "drop_and_grow",
     "er_connection_count",
     "er_lambdas_for_sparsity",
+    "erk_densities",
+    "prune_smallest",
     "prune_to_k",
+    "pruning_connection_count",
     "random_mask",
     "reset_optimizer_state",
+    "scheduled_drop_fraction",
 ]
+
+#: Values of ``growth``: random (SET, the paper) or largest |gradient| (RigL).
+GROWTH_CRITERIA = ("random", "gradient")
+#: Values of ``drop_fraction_schedule``: η constant (the paper) or cosine-decayed (RigL).
+DROP_FRACTION_SCHEDULES = ("constant", "cosine")
+#: Values of ``sparsity_distribution``: Erdős–Rényi(-Kernel) or the same density in every layer.
+SPARSITY_DISTRIBUTIONS = ("erk", "uniform")
 
 
 def er_connection_count(n_in: int, n_out: int, er_lambda: float, *, layer: str = "layer") -> int:
@@ -84,6 +113,142 @@ def er_lambdas_for_sparsity(shapes: Sequence[tuple[int, int]], sparsity: float) 
     return [max_lambdas[i] if i in dense else min(lam, max_lambdas[i]) for i in range(len(shapes))]
 
 
+def erk_densities(shapes: Sequence[tuple[int, int]], sparsity: float, power_scale: float = 1.0) -> list[float]:
+    """Density of each layer under the ERK distribution for a global ``sparsity`` over these layers.
+
+    Layer l gets density ``min(1, ε p_l)`` with ``p_l = ((n_in + n_out) / (n_in n_out))^power_scale`` (Evci et al.,
+    RigL; ``power_scale = 1`` is the paper's Erdős–Rényi proportion, 0 the uniform one). ε is solved so that the
+    layers hold ``(1 - sparsity)`` of their weights; a layer that would be denser than full is made dense and ε is
+    solved again for the others.
+
+    :param shapes: ``(n_in, n_out)`` of each sparse layer.
+    :param sparsity: target fraction of zero weights over these layers, in [0, 1).
+    :param power_scale: exponent of the ERK score (``erk_power_scale``), >= 0.
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+    if not (math.isfinite(power_scale) and power_scale >= 0):
+        raise ValueError(f"erk_power_scale must be a number >= 0, got {power_scale!r}")
+    sizes = [n_in * n_out for n_in, n_out in shapes]
+    scores = [((n_in + n_out) / (n_in * n_out)) ** power_scale for n_in, n_out in shapes]
+    budget = (1.0 - sparsity) * sum(sizes)
+    dense: set[int] = set()
+    epsilon = 0.0
+    while True:
+        free = [i for i in range(len(shapes)) if i not in dense]
+        if not free:
+            break
+        remaining = budget - sum(sizes[i] for i in dense)
+        epsilon = remaining / sum(scores[i] * sizes[i] for i in free)
+        over = {i for i in free if epsilon * scores[i] > 1.0}
+        if not over:
+            break
+        dense |= over
+    return [1.0 if i in dense else min(epsilon * scores[i], 1.0) for i in range(len(shapes))]
+
+
+def connection_budgets(
+    shapes: Sequence[tuple[int, int]],
+    sparsity: float,
+    distribution: str = "erk",
+    power_scale: float = 1.0,
+) -> list[int]:
+    """Exact connection count of each layer for a global ``sparsity`` spread over ``shapes``.
+
+    - ``"erk"`` with ``power_scale = 1``: the Erdős–Rényi proportions of Eq. 1, one λ shared by the layers
+      (:func:`er_lambdas_for_sparsity`, then :func:`er_connection_count`; layers denser than full made dense).
+    - ``"erk"`` with another ``power_scale``: :func:`erk_densities`.
+    - ``"uniform"``: every layer at density ``1 - sparsity``.
+
+    Each count is rounded to the nearest integer and is at least 1.
+    """
+    if distribution not in SPARSITY_DISTRIBUTIONS:
+        raise ValueError(f"sparsity_distribution must be one of {SPARSITY_DISTRIBUTIONS}, got {distribution!r}")
+    if distribution == "erk" and power_scale == 1.0:
+        lambdas = er_lambdas_for_sparsity(shapes, sparsity)
+        return [er_connection_count(n_in, n_out, lam) for (n_in, n_out), lam in zip(shapes, lambdas, strict=True)]
+    if distribution == "uniform":
+        if not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
+        densities = [1.0 - sparsity] * len(shapes)
+    else:
+        densities = erk_densities(shapes, sparsity, power_scale)
+    return [
+        min(max(math.floor(d * n_in * n_out + 0.5), 1), n_in * n_out)
+        for d, (n_in, n_out) in zip(densities, shapes, strict=True)
+    ]
+
+
+# --- Schedules: when and how much the topology changes --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvolutionSchedule:
+    """When a network's topology changes: every ``interval`` (e) gradient steps, inside ``[start, end]``.
+
+    :param interval: e, gradient steps between two changes (>= 1).
+    :param start: first gradient step at which a change may happen (0: from the start).
+    :param end: last gradient step at which a change may happen (``None``: never frozen). The official DS-TD3
+        code freezes the topology 75k steps before the end of training; ``evolution_end`` sets this.
+    """
+
+    interval: int
+    start: int = 0
+    end: int | None = None
+
+    def due(self, t: int, steps_since_last_call: int = 1) -> bool:
+        """Whether a multiple of e in ``(t - steps_since_last_call, t]`` was reached inside the window.
+
+        :param t: the gradient step just done (1-based count of updates).
+        :param steps_since_last_call: gradient steps since the previous call for this network (TD3's actor is
+            updated every d steps and is then evolved at the first update at or after each multiple of e).
+        """
+        if self.interval < 1:
+            return False
+        upper = t if self.end is None else min(t, self.end)
+        multiple = (upper // self.interval) * self.interval  # the last multiple of e in the window, at or before t
+        return multiple > t - steps_since_last_call and multiple >= self.start
+
+
+def scheduled_drop_fraction(drop_fraction: float, schedule: str, t: int, horizon: int | None) -> float:
+    """η_t, the drop fraction at gradient step ``t``.
+
+    - ``"constant"``: η (the paper).
+    - ``"cosine"``: ``η · ½ (1 + cos(π t / T))`` with ``T = horizon``, clipped to 0 after T (RigL).
+
+    :param horizon: T, in gradient steps (``evolution_end``, or the run's total gradient steps).
+    """
+    if schedule not in DROP_FRACTION_SCHEDULES:
+        raise ValueError(f"drop_fraction_schedule must be one of {DROP_FRACTION_SCHEDULES}, got {schedule!r}")
+    if schedule == "constant":
+        return drop_fraction
+    if horizon is None or horizon <= 0:
+        raise ValueError("the cosine drop-fraction schedule needs a horizon T > 0 (evolution_end or the run length)")
+    progress = min(max(t / horizon, 0.0), 1.0)
+    return drop_fraction * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def pruning_connection_count(numel: int, final_count: int, t: int, start: int, end: int) -> int:
+    """Connections a layer keeps at gradient step ``t`` under gradual magnitude pruning (Zhu & Gupta).
+
+    Sparsity follows ``s_t = s (1 − (1 − p)³)`` with ``p = (t − start) / (end − start)`` clipped to [0, 1] and
+    ``s = 1 − final_count / numel``: the layer is dense up to ``start``, holds exactly ``final_count`` from ``end``
+    on, and never goes below it.
+
+    :param numel: entries of the weight matrix.
+    :param final_count: connections at the end of pruning (≥ 1).
+    :param start: first gradient step of pruning.
+    :param end: gradient step at which the final sparsity is reached (> start).
+    """
+    if not 0 < final_count <= numel:
+        raise ValueError(f"final_count must be in [1, {numel}], got {final_count}")
+    if end <= start:
+        raise ValueError(f"pruning_end ({end}) must be after pruning_start ({start})")
+    progress = min(max((t - start) / (end - start), 0.0), 1.0)
+    removed = (numel - final_count) * (1.0 - (1.0 - progress) ** 3)
+    return max(numel - math.floor(removed + 0.5), final_count)
+
+
 def random_mask(
     shape: tuple[int, int] | th.Size, k: int, *, generator: th.Generator | None = None, dtype=th.float32
 ) -> th.Tensor:
@@ -111,25 +276,37 @@ def _smallest(scores: th.Tensor, candidates: th.Tensor, count: int) -> th.Tensor
 
 
 def drop_and_grow(
-    weight: th.Tensor, mask: th.Tensor, drop_fraction: float, *, generator: th.Generator | None = None
+    weight: th.Tensor,
+    mask: th.Tensor,
+    drop_fraction: float,
+    *,
+    generator: th.Generator | None = None,
+    grow_scores: th.Tensor | None = None,
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     """Topological evolution of one layer (Algorithm 2), in place on ``weight`` and ``mask``.
 
     Drop ``c = round(η ‖M‖₀)`` connections closest to zero: ``ceil(c/2)`` of the smallest non-negative
     weights and ``floor(c/2)`` of the largest negative weights (when one sign has too few connections the
-    other gives the rest; exact zeros count as closest to zero). Then grow ``c`` connections at uniformly
-    random positions among those absent before the drop, with weight 0 (only if there are fewer than ``c``
-    such positions are dropped ones reused). The connection count never changes.
+    other gives the rest; exact zeros count as closest to zero). Then grow ``c`` connections among the
+    positions absent before the drop, with weight 0 (only if there are fewer than ``c`` such positions are
+    dropped ones reused). The connection count never changes. Growth is
+
+    - at uniformly random positions (the paper's SET growth) when ``grow_scores`` is ``None``;
+    - at the positions with the largest ``grow_scores`` otherwise (RigL: the magnitude of the dense loss
+      gradient; ties broken arbitrarily).
 
     :param weight: 2-D weight matrix X (modified in place: dropped and grown entries become 0).
     :param mask: float mask M of the same shape (modified in place).
-    :param drop_fraction: η in (0, 1).
+    :param drop_fraction: η in [0, 1) (0 changes nothing).
     :param generator: torch random generator for the growth positions (default: the global one).
+    :param grow_scores: growth criterion of the weight's shape (larger = grown first), or ``None`` for random.
     :return: ``(dropped, grown, changed)``: bool tensors of the weight's shape; ``changed`` marks positions
         whose connection appeared or disappeared (their optimizer state should be reset).
     """
-    if not 0.0 < drop_fraction < 1.0:
-        raise ValueError(f"drop_fraction (η) must be in (0, 1), got {drop_fraction!r}")
+    if not 0.0 <= drop_fraction < 1.0:
+        raise ValueError(f"drop_fraction (η) must be in [0, 1), got {drop_fraction!r}")
+    if grow_scores is not None and grow_scores.shape != weight.shape:
+        raise ValueError(f"grow_scores has shape {tuple(grow_scores.shape)}, the weight {tuple(weight.shape)}")
     flat_w = weight.detach().reshape(-1)
     flat_m = mask.view(-1)
     present = flat_m > 0
@@ -151,14 +328,15 @@ def drop_and_grow(
     dropped[_smallest(flat_w, non_negative, c_p)] = True
     dropped[_smallest(-flat_w, negative, c_n)] = True
 
-    # Lines 8-10: grow the same number at random among positions absent before the drop.
+    # Lines 8-10: grow the same number among positions absent before the drop (at random, or by score).
     absent = ~present
     n_absent = int(absent.sum())
-    if n_absent >= c:
-        pool = absent.nonzero().squeeze(1)
-    else:  # nearly dense layer: dropped positions may be drawn again
-        pool = (absent | dropped).nonzero().squeeze(1)
-    choice = pool[th.randperm(pool.numel(), generator=generator, device=pool.device)[:c]]
+    candidates = absent if n_absent >= c else absent | dropped  # nearly dense layer: dropped ones may come back
+    if grow_scores is None:
+        pool = candidates.nonzero().squeeze(1)
+        choice = pool[th.randperm(pool.numel(), generator=generator, device=pool.device)[:c]]
+    else:
+        choice = _smallest(-grow_scores.detach().reshape(-1).to(flat_w.dtype), candidates, c)
     grown[choice] = True
 
     # Line 11: X <- X ⊙ M, grown weights start at zero.
@@ -192,6 +370,58 @@ def prune_to_k(weight: th.Tensor, k: int) -> bool:
         scores = magnitude.add_(present.sub_(1.0).mul_(-th.finfo(magnitude.dtype).max))
         flat[th.topk(scores, excess, largest=False, sorted=False).indices] = 0.0
     return True
+
+
+def prune_smallest(weight: th.Tensor, mask: th.Tensor, n_keep: int) -> th.Tensor:
+    """Magnitude pruning of one layer, in place: keep the ``n_keep`` largest-|w| connections of ``mask``.
+
+    Removes ``‖M‖₀ − n_keep`` existing connections with the smallest magnitude (ties broken arbitrarily) from
+    the mask and zeroes their weights; nothing happens when the layer has at most ``n_keep`` connections.
+
+    :return: bool tensor of the weight's shape marking the removed connections.
+    """
+    flat_m = mask.view(-1)
+    present = flat_m > 0
+    excess = int(present.sum()) - n_keep
+    removed = th.zeros_like(present)
+    if excess > 0:
+        removed[_smallest(weight.detach().reshape(-1).abs(), present, excess)] = True
+        flat_m[removed] = 0.0
+        with th.no_grad():
+            weight.view(-1)[removed] = 0.0
+    return removed.view(weight.shape)
+
+
+class OnlineMaskTarget:
+    """Target sparsity by masking (RLx2): after each Polyak update the target is multiplied by the online mask.
+
+    The alternative to Algorithm 3 (:class:`TargetSparsity`) selected by ``target_pruning="online_mask"``: the
+    target's non-zeros are then always inside the online topology, so it can hold fewer than ``k`` of them
+    (weights that have just been grown are zero in the online network too).
+
+    :param weight: the target layer's weight matrix (masked in place).
+    :param online_mask: the online layer's mask M (read, never written).
+    """
+
+    def __init__(self, weight: th.Tensor, online_mask: th.Tensor):
+        self.weight, self.online_mask = weight, online_mask
+
+    @property
+    def k(self) -> int:
+        return int(self.online_mask.sum())
+
+    @k.setter
+    def k(self, value: int) -> None:  # the mask, not a count, decides: nothing to store
+        pass
+
+    def maintain(self) -> bool:
+        """θ' ← θ' ⊙ M. :return: True (the whole layer is masked)."""
+        with th.no_grad():
+            self.weight.mul_(self.online_mask)
+        return True
+
+    def mark_changed(self, positions: th.Tensor) -> None:
+        """Nothing to track: the next :meth:`maintain` reads the new mask."""
 
 
 #: When uncontested weights fall below the pruning bound, all below this multiple of it become contested.

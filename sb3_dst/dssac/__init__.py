@@ -1,4 +1,4 @@
-from sb3_dst.dssac.dssac import DSSAC, StaticSAC
+from sb3_dst.dssac.dssac import DSSAC, PrunedSAC, StaticSAC
 from sb3_dst.dssac.policies import MlpPolicy, SparseSACPolicy
 
-__all__ = ["DSSAC", "MlpPolicy", "SparseSACPolicy", "StaticSAC"]
+__all__ = ["DSSAC", "MlpPolicy", "PrunedSAC", "SparseSACPolicy", "StaticSAC"]

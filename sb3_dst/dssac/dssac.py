@@ -34,6 +34,8 @@ class DSSAC(DSTMixin, SAC):
     :param sparse_output_layer: also make the output layers sparse (the paper keeps them dense).
     :param drop_fraction: η, fraction of each layer's connections replaced per evolution (paper: 0.1).
     :param evolution_interval: e, gradient steps between evolutions (paper: 1000).
+    :param growth, drop_fraction_schedule, evolution_end, sparsity_distribution, erk_power_scale, actor_sparsity,
+        critic_sparsity, target_pruning: as for :class:`~sb3_dst.DSTD3`.
     :param kwargs: every other argument of SB3's ``SAC`` (learning_rate, batch_size, tau, ent_coef, ...).
     """
 
@@ -135,7 +137,19 @@ class DSSAC(DSTMixin, SAC):
 class StaticSAC(DSSAC):
     """Static-SAC: the sparse networks of :class:`DSSAC` with their topology frozen.
 
-    Takes the arguments of :class:`DSSAC` except ``drop_fraction`` and ``evolution_interval``.
+    Takes the arguments of :class:`DSSAC` except those of the evolution (``drop_fraction``, ``evolution_interval``,
+    ``growth``, ``drop_fraction_schedule``, ``evolution_end``).
     """
 
+    topology_mode: ClassVar[str] = "static"
+    dynamic: ClassVar[bool] = False
+
+
+class PrunedSAC(DSSAC):
+    """SAC with gradual magnitude pruning: dense at the start, pruned to the final sparsity (see
+    :class:`~sb3_dst.PrunedTD3` for the schedule and its keywords ``pruning_start``, ``pruning_end``,
+    ``evolution_interval``). The critic target follows as in :class:`DSSAC`.
+    """
+
+    topology_mode: ClassVar[str] = "prune"
     dynamic: ClassVar[bool] = False

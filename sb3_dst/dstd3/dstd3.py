@@ -35,6 +35,17 @@ class DSTD3(DSTMixin, TD3):
     :param sparse_output_layer: also make the output layers sparse (the paper keeps them dense).
     :param drop_fraction: η, fraction of each layer's connections replaced per evolution (paper: 0.05).
     :param evolution_interval: e, gradient steps between evolutions (paper: 1000).
+    :param growth: ``"random"`` (the paper's SET growth) or ``"gradient"`` (RigL: the absent connections with the
+        largest |∂L/∂W| of the current batch, computed densely at evolution steps only).
+    :param drop_fraction_schedule: ``"constant"`` (η at every evolution, the paper) or ``"cosine"``
+        (η_t = η ½(1 + cos(π t / T)), T = ``evolution_end`` or the run's gradient steps; RigL).
+    :param evolution_end: gradient step after which the topology is frozen (``None``: never).
+    :param sparsity_distribution: with ``sparsity``: ``"erk"`` (default) or ``"uniform"`` over a network's layers.
+    :param erk_power_scale: exponent of the ERK score (1: the Erdős–Rényi proportions of Eq. 1).
+    :param actor_sparsity: the actor's sparsity, instead of ``sparsity``/``er_lambda``.
+    :param critic_sparsity: each critic's sparsity, instead of ``sparsity``/``er_lambda``.
+    :param target_pruning: ``"magnitude"`` (Algorithm 3: keep the target's ‖θ‖₀ largest weights, the paper) or
+        ``"online_mask"`` (multiply the target by the online mask after each Polyak update, as RLx2).
     :param kwargs: every other argument of SB3's ``TD3`` (learning_rate, batch_size, tau, policy_delay, ...).
         Without ``net_arch`` in ``policy_kwargs`` the networks are the paper's 256-256.
     """
@@ -44,6 +55,10 @@ class DSTD3(DSTMixin, TD3):
         "critic": ("critic", "critic_target"),
         "actor": ("actor", "actor_target"),
     }
+
+    def _update_period(self, network: str) -> int:
+        """The actor is updated every ``policy_delay`` (d) gradient steps, the critics at every step."""
+        return int(self.policy_delay) if network == "actor" else 1
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """Algorithm 1, lines 11-29, once per gradient step (t is ``self._n_updates``)."""
@@ -111,7 +126,29 @@ class DSTD3(DSTMixin, TD3):
 class StaticTD3(DSTD3):
     """Static-TD3: the sparse networks of :class:`DSTD3` with their topology frozen (the paper's baseline).
 
-    Takes the arguments of :class:`DSTD3` except ``drop_fraction`` and ``evolution_interval``.
+    Takes the arguments of :class:`DSTD3` except those of the evolution (``drop_fraction``, ``evolution_interval``,
+    ``growth``, ``drop_fraction_schedule``, ``evolution_end``).
     """
 
+    topology_mode: ClassVar[str] = "static"
+    dynamic: ClassVar[bool] = False
+
+
+class PrunedTD3(DSTD3):
+    """TD3 with gradual magnitude pruning (Zhu & Gupta): the dense-to-sparse baseline of sparse-training studies.
+
+    The networks start dense; every ``evolution_interval`` gradient steps from ``pruning_start`` on, each sparse
+    layer keeps its largest-magnitude connections, as many as the cubic schedule
+    ``s_t = s (1 − (1 − p)³)``, ``p = (t − pruning_start) / (pruning_end − pruning_start)`` allows, until it
+    holds its final budget (set by ``sparsity``/``actor_sparsity``/``critic_sparsity`` with
+    ``sparsity_distribution``, or by ``er_lambda``), which it then keeps. Pruned connections never come back.
+    Targets follow as in :class:`DSTD3` (``target_pruning``).
+
+    :param pruning_start: gradient step of the first pruning (default: 20 % of the run's gradient steps).
+    :param pruning_end: gradient step at which the final sparsity is reached (default: 80 % of the run).
+    :param evolution_interval: gradient steps between two pruning steps (default 1000).
+    :param kwargs: the topology keywords of :class:`DSTD3` and every argument of SB3's ``TD3``.
+    """
+
+    topology_mode: ClassVar[str] = "prune"
     dynamic: ClassVar[bool] = False
