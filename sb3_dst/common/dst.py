@@ -6,7 +6,7 @@ import numbers
 from typing import Any, ClassVar
 
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
@@ -25,6 +25,19 @@ from sb3_dst.common.topology import TargetSparsity, drop_and_grow, reset_optimiz
 from sb3_dst.metrics import FlopsBreakdown, _total_flops, count_connections, flops_breakdown
 
 TOPOLOGY_KEYS = ("er_lambda", "sparsity", "sparse_output_layer")
+
+
+def _as_callback(callback: Any) -> Any:
+    """SB3's conversion of a plain function ``f(locals_, globals_) -> bool`` into a callback
+    (``ConvertCallback``), applied to ``callback`` and to each element of a list."""
+    if isinstance(callback, list):
+        return [_as_callback(child) for child in callback]
+    if callback is None or isinstance(callback, BaseCallback):
+        return callback
+    if not callable(callback):
+        kinds = "a BaseCallback, a function (locals_, globals_) -> bool, or a list of them"
+        raise TypeError(f"callback must be {kinds}, got {callback!r}")
+    return ConvertCallback(callback)
 
 
 def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
@@ -178,7 +191,11 @@ class DSTMixin:
     # --- SB3 hooks ---------------------------------------------------------------------------------------
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        """Add a :class:`DSTCallback` unless the user passed one."""
+        """Add a :class:`DSTCallback` unless the user passed one.
+
+        Plain functions, alone or in a list, are first wrapped in SB3's ``ConvertCallback`` as SB3 does.
+        """
+        callback = _as_callback(callback)
         dst_callback = _find_dst_callback(callback)
         if dst_callback is None:
             dst_callback = DSTCallback()
