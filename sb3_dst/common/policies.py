@@ -13,7 +13,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_dst.common.masking import add_mask, linear_layers
+from sb3_dst.common.masking import MASK_NAME, add_mask, linear_layers
 from sb3_dst.common.topology import er_connection_count, er_lambdas_for_sparsity
 
 #: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d).
@@ -48,6 +48,89 @@ def check_topology(er_lambda: Any, sparsity: Any) -> tuple[float | list[float] |
             raise ValueError(f"er_lambda must be a positive number or a list of positive numbers, got {er_lambda!r}")
         lambdas = float(er_lambda) if is_real(er_lambda) else [float(v) for v in values]
     return lambdas, None if sparsity is None else float(sparsity)
+
+
+class SparseMasksMixin:
+    """Lets a sparse actor or critic be saved and loaded on its own (SB3's ``BaseModel.save``/``load``).
+
+    ``load`` rebuilds the module from its constructor parameters, then loads its state dict, which holds the
+    ``weight_mask`` buffers. The constructor parameters therefore carry ``sparse_connections``: the number of
+    connections of each sparse layer (by module name), from which the constructor gives those layers a mask
+    before the state dict replaces it with the saved one. Built by a policy, the module gets no such argument
+    and the policy sparsifies it afterwards. Layers of the features extractor are left out: the extractor is
+    itself a constructor parameter, saved whole.
+
+    :param sparse_connections: connections of each sparse layer, ``{module name: count}``.
+    """
+
+    def __init__(self, *args: Any, sparse_connections: dict[str, int] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for name, n_connections in (sparse_connections or {}).items():
+            layer = self.get_submodule(name)  # type: ignore[attr-defined]
+            if not isinstance(layer, nn.Linear):
+                raise ValueError(f"sparse_connections names {name!r}, which is not an nn.Linear layer")
+            add_mask(layer, n_connections)
+
+    def connection_counts(self) -> dict[str, int]:
+        """Connections of each sparse layer outside the features extractor, ``{module name: count}``."""
+        return {
+            name: int(getattr(module, MASK_NAME).sum())
+            for name, module in self.named_modules()  # type: ignore[attr-defined]
+            if isinstance(module, nn.Linear)
+            and hasattr(module, MASK_NAME)
+            and not name.startswith("features_extractor.")
+        }
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
+        return {**data, "sparse_connections": self.connection_counts()}
+
+
+class SparseContinuousCritic(SparseMasksMixin, ContinuousCritic):
+    """SB3's ``ContinuousCritic`` that can be saved and loaded on its own, masks included.
+
+    SB3's critic does not record its constructor parameters; this one does (``net_arch``, ``features_dim``,
+    ``activation_fn``, ``n_critics``, ``share_features_extractor`` and the features extractor).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        n_critics: int = 2,
+        share_features_extractor: bool = True,
+        sparse_connections: dict[str, int] | None = None,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            net_arch,
+            features_extractor,
+            features_dim,
+            activation_fn=activation_fn,
+            normalize_images=normalize_images,
+            n_critics=n_critics,
+            share_features_extractor=share_features_extractor,
+            sparse_connections=sparse_connections,
+        )
+        self.net_arch, self.features_dim, self.activation_fn = net_arch, features_dim, activation_fn
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            features_extractor=self.features_extractor,
+            features_dim=self.features_dim,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            share_features_extractor=self.share_features_extractor,
+        )
+        return data
 
 
 class SparseTopologyMixin:
@@ -91,7 +174,8 @@ class SparseTopologyMixin:
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
         """SB3's critic with each Q-network's hidden layers (and output layer, if asked) sparse."""
-        critic = super().make_critic(features_extractor)  # type: ignore[misc]
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)  # type: ignore[attr-defined]
+        critic = SparseContinuousCritic(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
         for i, q_net in enumerate(critic.q_networks):
             layers = linear_layers(q_net)
             self._sparsify(f"critic qf{i}", hidden=layers[:-1], output=layers[-1:])

@@ -7,7 +7,15 @@ from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
 from sb3_dst.common.masking import linear_layers
-from sb3_dst.common.policies import SparseTopologyMixin
+from sb3_dst.common.policies import SparseMasksMixin, SparseTopologyMixin
+
+
+class SparseActor(SparseMasksMixin, Actor):
+    """SB3's SAC ``Actor`` that can be saved and loaded on its own, masks included.
+
+    Takes the arguments of SB3's SAC ``Actor`` plus ``sparse_connections``
+    (see :class:`~sb3_dst.common.policies.SparseMasksMixin`).
+    """
 
 
 class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
@@ -18,8 +26,9 @@ class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
     the TD3 critics. SB3 builds the critic target as a copy of the critic's state, masks included (L4).
     """
 
-    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
-        actor = super().make_actor(features_extractor)
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SparseActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        actor = SparseActor(**actor_kwargs).to(self.device)
         # With gSDE, log_std is a parameter rather than a layer and stays dense.
         heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
         self._sparsify("actor", hidden=linear_layers(actor.latent_pi), output=heads)

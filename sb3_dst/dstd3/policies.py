@@ -6,7 +6,15 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.td3.policies import Actor, TD3Policy
 
 from sb3_dst.common.masking import linear_layers
-from sb3_dst.common.policies import SparseTopologyMixin
+from sb3_dst.common.policies import SparseMasksMixin, SparseTopologyMixin
+
+
+class SparseActor(SparseMasksMixin, Actor):
+    """SB3's TD3 ``Actor`` that can be saved and loaded on its own, masks included.
+
+    Takes the arguments of SB3's TD3 ``Actor`` plus ``sparse_connections``
+    (see :class:`~sb3_dst.common.policies.SparseMasksMixin`).
+    """
 
 
 class SparseTD3Policy(SparseTopologyMixin, TD3Policy):
@@ -18,8 +26,9 @@ class SparseTD3Policy(SparseTopologyMixin, TD3Policy):
     networks' state, masks included (L5).
     """
 
-    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
-        actor = super().make_actor(features_extractor)
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SparseActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        actor = SparseActor(**actor_kwargs).to(self.device)
         layers = linear_layers(actor.mu)
         self._sparsify("actor", hidden=layers[:-1], output=layers[-1:])
         return actor
