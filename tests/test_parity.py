@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
+from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.envs import BitFlippingEnv
+from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 
 from sb3_dst import DSSAC, DSTD3, StaticSAC, StaticTD3
 from sb3_dst.common.masking import MASK_NAME, sparse_linears
@@ -74,3 +79,94 @@ def test_policy_actor_and_critic_save_and_load_on_their_own(algo, part, small_kw
             assert np.array_equal(
                 module.predict(obs.numpy(), deterministic=True)[0], loaded.predict(obs.numpy(), deterministic=True)[0]
             )
+
+
+# --- 3. Dict observations and HER ------------------------------------------------------------------------------
+
+
+def assert_sparse_and_targets_match(model) -> None:
+    """Absent online weights are exactly zero; each sparse target layer has as many non-zeros as its online one."""
+    for layer in sparse_linears(model.actor) + sparse_linears(model.critic):
+        assert bool((layer.weight[getattr(layer, MASK_NAME) == 0] == 0).all())
+    for online, target in target_pairs(model):
+        assert int(th.count_nonzero(target.weight)) == int(getattr(online, MASK_NAME).sum())
+
+
+@pytest.mark.parametrize("algo", ALL_ALGOS)
+def test_multi_input_policy_with_her_trains_saves_and_resumes(algo, small_kwargs, tmp_path):
+    env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
+    extra = dict(evolution_interval=20) if algo.dynamic else {}
+    model = algo(
+        "MultiInputPolicy",
+        env,
+        replay_buffer_class=HerReplayBuffer,
+        replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="future"),
+        buffer_size=1000,
+        seed=2,
+        **extra,
+        **small_kwargs,
+    )
+    assert isinstance(model.actor.features_extractor, CombinedExtractor)
+    connections = [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.policy)]
+    # two sparse layers in each of: actor, 2 Q-networks, their 2 targets (and the TD3 actor target)
+    assert len(connections) == (12 if hasattr(model, "actor_target") else 10)
+    model.learn(150)
+    assert model._n_updates == 100 and model.num_evolutions == (5 if algo.dynamic else 0)
+    assert_sparse_and_targets_match(model)
+    model.save(tmp_path / "model.zip")
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    loaded = algo.load(tmp_path / "model.zip", env=BitFlippingEnv(n_bits=4, continuous=True, max_steps=4))
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert loaded.replay_buffer.size() == model.replay_buffer.size()
+    obs = env.reset(seed=0)[0]
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.learn(60, reset_num_timesteps=False)
+    assert loaded._n_updates == 160
+    assert_sparse_and_targets_match(loaded)
+    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(loaded.policy)] == connections
+
+
+# --- 4. image observations --------------------------------------------------------------------------------------
+
+
+class TinyImageEnv(gym.Env):
+    """Random 36x36 RGB frames (the smallest NatureCNN takes), one continuous action, episodes of 10 steps."""
+
+    observation_space = spaces.Box(0, 255, (36, 36, 3), np.uint8)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self._frame(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        return self._frame(), -float(abs(action[0])), False, self.t >= 10, {}
+
+    def _frame(self) -> np.ndarray:
+        return self.np_random.integers(0, 256, self.observation_space.shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("share", [False, True])
+def test_cnn_policy_keeps_the_extractor_dense_and_the_mlp_sparse(algo, share, small_kwargs, tmp_path):
+    small_kwargs["policy_kwargs"].update(
+        share_features_extractor=share, features_extractor_kwargs=dict(features_dim=64)
+    )
+    model = algo("CnnPolicy", TinyImageEnv(), buffer_size=200, seed=3, evolution_interval=10, **small_kwargs)
+    assert isinstance(model.actor.features_extractor, NatureCNN)
+    assert (model.critic.features_extractor is model.actor.features_extractor) == share
+    for net in (model.actor, model.critic):
+        assert not sparse_linears(net.features_extractor)  # dense extractor
+    # the first sparse layer of each network reads the 64 features: ER count round(λ1 (64 + 32)) = 96
+    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.actor)] == [96, 512]
+    before = {k: v.clone() for k, v in model.actor.state_dict().items() if k.endswith(MASK_NAME)}
+    model.learn(80)
+    assert model.num_evolutions == 3
+    assert any(not th.equal(v, model.actor.state_dict()[k]) for k, v in before.items())
+    assert_sparse_and_targets_match(model)
+    model.save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip")
+    obs = TinyImageEnv().reset(seed=0)[0]
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])

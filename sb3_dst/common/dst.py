@@ -144,7 +144,8 @@ class DSTMixin:
         """Hand the topology hyperparameters to the sparse policy (called before the policy is built)."""
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, SparseTopologyMixin)):
             raise ValueError(
-                f"{type(self).__name__} needs a sparse policy (use 'MlpPolicy'), got {self.policy_class!r}"
+                f"{type(self).__name__} needs a sparse policy ('MlpPolicy', 'CnnPolicy' or 'MultiInputPolicy'), "
+                f"got {self.policy_class!r}"
             )
         self.policy_kwargs = {**self.policy_kwargs, **{k: getattr(self, k) for k in TOPOLOGY_KEYS}}
 

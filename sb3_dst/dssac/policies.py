@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from typing import Any
+
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
@@ -36,3 +38,26 @@ class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
 
 
 MlpPolicy = SparseSACPolicy
+
+
+class CnnPolicy(SparseSACPolicy):
+    """:class:`SparseSACPolicy` for image observations: SB3's ``NatureCNN`` features extractor by default.
+
+    The extractor stays dense; the layers after it are sparse as in ``MlpPolicy``. Takes the same arguments.
+    """
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class MultiInputPolicy(SparseSACPolicy):
+    """:class:`SparseSACPolicy` for ``Dict`` observations (e.g. with HER): SB3's ``CombinedExtractor`` by default.
+
+    The extractor stays dense (image entries go through a dense ``NatureCNN``); the layers after it are sparse
+    as in ``MlpPolicy``. Takes the same arguments.
+    """
+
+    def __init__(
+        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any
+    ):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)

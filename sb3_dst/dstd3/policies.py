@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from typing import Any
+
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from stable_baselines3.td3.policies import Actor, TD3Policy
 
 from sb3_dst.common.masking import linear_layers
@@ -35,3 +37,26 @@ class SparseTD3Policy(SparseTopologyMixin, TD3Policy):
 
 
 MlpPolicy = SparseTD3Policy
+
+
+class CnnPolicy(SparseTD3Policy):
+    """:class:`SparseTD3Policy` for image observations: SB3's ``NatureCNN`` features extractor by default.
+
+    The extractor stays dense; the layers after it are sparse as in ``MlpPolicy``. Takes the same arguments.
+    """
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class MultiInputPolicy(SparseTD3Policy):
+    """:class:`SparseTD3Policy` for ``Dict`` observations (e.g. with HER): SB3's ``CombinedExtractor`` by default.
+
+    The extractor stays dense (image entries go through a dense ``NatureCNN``); the layers after it are sparse
+    as in ``MlpPolicy``. Takes the same arguments.
+    """
+
+    def __init__(
+        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any
+    ):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
