@@ -170,3 +170,77 @@ def test_cnn_policy_keeps_the_extractor_dense_and_the_mlp_sparse(algo, share, sm
     loaded = algo.load(tmp_path / "model.zip")
     obs = TinyImageEnv().reset(seed=0)[0]
     assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+# --- 5. gSDE -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sparse_output_layer", [False, True])
+def test_dssac_with_gsde_trains_evolves_and_keeps_its_masks(sparse_output_layer, small_kwargs, tmp_path):
+    if sparse_output_layer:
+        small_kwargs["er_lambda"] = [1.0, 8.0, 0.5]  # the mean head (32x1) is sparse too; log_std is a parameter
+    model = DSSAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        use_sde=True,
+        sde_sample_freq=4,
+        evolution_interval=10,
+        sparse_output_layer=sparse_output_layer,
+        seed=5,
+        **small_kwargs,
+    )
+    names = [name for name, m in model.actor.named_modules() if hasattr(m, MASK_NAME)]
+    assert names == ["latent_pi.0", "latent_pi.2"] + (["mu.0"] if sparse_output_layer else [])
+    before = {k: v.clone() for k, v in model.actor.state_dict().items() if k.endswith(MASK_NAME)}
+    model.learn(100)
+    model.train(gradient_steps=5, batch_size=32)  # steps 51-55: no evolution (e = 10)
+    assert model.num_evolutions == 5
+    assert all(not th.equal(v, model.actor.state_dict()[k]) for k, v in before.items())
+    assert [int(v.sum()) for v in before.values()] == [
+        int(getattr(m, MASK_NAME).sum()) for m in sparse_linears(model.actor)
+    ]
+    assert_sparse_and_targets_match(model)
+    model.save(tmp_path / "model.zip")
+    loaded = DSSAC.load(tmp_path / "model.zip")
+    obs = np.zeros((2, 3), dtype=np.float32)
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+# --- 6. masked updates between evolutions, target sparsity after loading ------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_absent_weights_stay_zero_at_steps_that_are_not_evolutions(algo, small_kwargs):
+    model = algo("MlpPolicy", "Pendulum-v1", seed=6, evolution_interval=20, **small_kwargs)
+    model.learn(90)  # 40 gradient steps: the last evolution was at step 40, which re-masked every layer
+    assert model._n_updates == 40
+    networks = {"actor": model.actor, "critic": model.critic}
+    masks = {name: [getattr(x, MASK_NAME).clone() for x in sparse_linears(net)] for name, net in networks.items()}
+    weights = {name: [x.weight.detach().clone() for x in sparse_linears(net)] for name, net in networks.items()}
+    for _ in range(4):  # steps 41-44, one at a time: no evolution, two TD3 actor updates (d = 2)
+        model.train(gradient_steps=1, batch_size=32)
+        for name, net in networks.items():
+            for layer, mask in zip(sparse_linears(net), masks[name], strict=True):
+                assert th.equal(getattr(layer, MASK_NAME), mask)  # not an evolution step
+                assert bool((layer.weight[mask == 0] == 0).all()), f"{name}: an absent weight moved"
+        assert_sparse_and_targets_match(model)
+    assert model.num_evolutions == 2
+    for name, net in networks.items():  # the steps did move the existing weights of every network
+        assert all(not th.equal(x.weight, w) for x, w in zip(sparse_linears(net), weights[name], strict=True))
+
+
+@pytest.mark.parametrize("algo", ALL_ALGOS)
+def test_targets_keep_the_online_connection_counts_after_load_and_resume(algo, small_kwargs, tmp_path):
+    extra = dict(evolution_interval=15) if algo.dynamic else {}
+    model = algo("MlpPolicy", "Pendulum-v1", seed=7, **extra, **small_kwargs)
+    model.learn(100)
+    model.save(tmp_path / "model.zip")
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    loaded = algo.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert_sparse_and_targets_match(loaded)
+    for _ in range(4):  # resume across evolutions (steps 60 and 75) and check after every chunk
+        loaded.learn(10, reset_num_timesteps=False)
+        assert_sparse_and_targets_match(loaded)
+    assert loaded._n_updates == 90
+    assert loaded.num_evolutions == (6 if algo.dynamic else 0)
