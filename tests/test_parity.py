@@ -244,3 +244,40 @@ def test_targets_keep_the_online_connection_counts_after_load_and_resume(algo, s
         assert_sparse_and_targets_match(loaded)
     assert loaded._n_updates == 90
     assert loaded.num_evolutions == (6 if algo.dynamic else 0)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_sparse_features_extractor_option_evolves_the_extractors_linear_layer(algo, small_kwargs, tmp_path):
+    small_kwargs["er_lambda"] = [1.0, 1.0, 8.0]  # extractor's 64x64, then 64x32 and 32x32
+    small_kwargs["policy_kwargs"].update(
+        sparse_features_extractor=True, features_extractor_kwargs=dict(features_dim=64)
+    )
+    model = algo("CnnPolicy", TinyImageEnv(), buffer_size=200, seed=8, evolution_interval=10, **small_kwargs)
+    counts = [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.actor)]
+    assert counts == [128, 96, 512]
+    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.critic)] == [128, 97, 512, 97, 512]
+    extractor = sparse_linears(model.actor.features_extractor)[0]
+    before = getattr(extractor, MASK_NAME).clone()
+    model.learn(80)
+    assert not th.equal(getattr(extractor, MASK_NAME), before)  # evolved with the actor
+    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.actor)] == counts
+    assert_sparse_and_targets_match(model)
+    model.save(tmp_path / "model.zip")
+    model.actor.save(tmp_path / "actor")
+    obs = TinyImageEnv().reset(seed=0)[0]
+    action = model.predict(obs, deterministic=True)[0]
+    assert np.array_equal(action, algo.load(tmp_path / "model.zip").predict(obs, deterministic=True)[0])
+    assert np.array_equal(action, type(model.actor).load(tmp_path / "actor").predict(obs, deterministic=True)[0])
+
+
+@pytest.mark.parametrize(
+    ("policy", "env", "extra", "message"),
+    [
+        ("CnnPolicy", TinyImageEnv, dict(share_features_extractor=True), "needs share_features_extractor=False"),
+        ("MlpPolicy", lambda: gym.make("Pendulum-v1"), {}, "FlattenExtractor has no nn.Linear layer"),
+    ],
+)
+def test_sparse_features_extractor_refuses_what_it_cannot_do(policy, env, extra, message, small_kwargs):
+    small_kwargs["policy_kwargs"].update(sparse_features_extractor=True, **extra)
+    with pytest.raises(ValueError, match=message):
+        DSTD3(policy, env(), buffer_size=100, **small_kwargs)

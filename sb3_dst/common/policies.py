@@ -147,11 +147,16 @@ class SparseTopologyMixin:
         one λ is then shared by the layers of a network and solved for that budget, layers that would be
         denser than full being made dense (see :func:`~sb3_dst.common.topology.er_lambdas_for_sparsity`).
     :param sparse_output_layer: also sparsify output layers (the paper keeps them dense).
+    :param sparse_features_extractor: also sparsify the ``nn.Linear`` layers of the features extractor (e.g. the
+        last layer of ``NatureCNN``; convolutions stay dense). They come first among a network's sparse layers,
+        so ``er_lambda`` gets one more λ per extractor layer; the critic's extractor, shared by its Q-networks,
+        is sparsified once. Needs ``share_features_extractor=False``.
     """
 
     er_lambda: ErLambda
     sparsity: float | None
     sparse_output_layer: bool
+    sparse_features_extractor: bool
 
     def __init__(
         self,
@@ -163,9 +168,11 @@ class SparseTopologyMixin:
         er_lambda: ErLambda = None,
         sparsity: float | None = None,
         sparse_output_layer: bool = False,
+        sparse_features_extractor: bool = False,
         **kwargs: Any,
     ):
         self._init_topology(er_lambda, sparsity, sparse_output_layer)
+        self.sparse_features_extractor = bool(sparse_features_extractor)
         net_arch = list(DEFAULT_NET_ARCH) if net_arch is None else net_arch
         super().__init__(observation_space, action_space, lr_schedule, net_arch, *args, **kwargs)  # type: ignore[call-arg]
 
@@ -176,17 +183,42 @@ class SparseTopologyMixin:
         """SB3's critic with each Q-network's hidden layers (and output layer, if asked) sparse."""
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)  # type: ignore[attr-defined]
         critic = SparseContinuousCritic(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
+        extractor = self._extractor_layers(critic)
         for i, q_net in enumerate(critic.q_networks):
             layers = linear_layers(q_net)
-            self._sparsify(f"critic qf{i}", hidden=layers[:-1], output=layers[-1:])
+            self._sparsify(f"critic qf{i}", hidden=extractor + layers[:-1], output=layers[-1:])
         return critic
+
+    def _extractor_layers(self, network: nn.Module) -> list[nn.Linear]:
+        """The layers of the features extractor of ``network`` to sparsify (none unless asked)."""
+        if not self.sparse_features_extractor:
+            return []
+        if getattr(self, "share_features_extractor", False):
+            raise ValueError(
+                "sparse_features_extractor=True needs share_features_extractor=False: the actor and the critic "
+                "would both evolve the shared extractor's layers"
+            )
+        extractor = network.get_submodule("features_extractor")
+        layers = linear_layers(extractor)
+        if not layers:
+            name = type(extractor).__name__
+            raise ValueError(
+                f"sparse_features_extractor=True but the features extractor {name} has no nn.Linear layer to "
+                "sparsify; drop the option (only fully connected layers can be sparse)"
+            )
+        return layers
 
     def _init_topology(self, er_lambda: ErLambda, sparsity: float | None, sparse_output_layer: bool) -> None:
         self.er_lambda, self.sparsity = check_topology(er_lambda, sparsity)
         self.sparse_output_layer = bool(sparse_output_layer)
 
     def _topology_kwargs(self) -> dict:
-        return dict(er_lambda=self.er_lambda, sparsity=self.sparsity, sparse_output_layer=self.sparse_output_layer)
+        return dict(
+            er_lambda=self.er_lambda,
+            sparsity=self.sparsity,
+            sparse_output_layer=self.sparse_output_layer,
+            sparse_features_extractor=self.sparse_features_extractor,
+        )
 
     def _lambdas(self, shapes: Sequence[tuple[int, int]], network: str) -> list[float]:
         """λ for each of ``shapes`` (the sparse layers of ``network``), validated."""
@@ -198,6 +230,7 @@ class SparseTopologyMixin:
         lambdas = [float(x) for x in er_lambda]
         if len(lambdas) != len(shapes):
             what = "hidden and output" if self.sparse_output_layer else "hidden"
+            what = f"features extractor, {what}" if self.sparse_features_extractor else what
             default = " (the default er_lambda is the paper's, for two hidden layers)" if self.er_lambda is None else ""
             raise ValueError(
                 f"er_lambda has {len(lambdas)} values{default} but the {network} has {len(shapes)} sparse "
@@ -206,7 +239,10 @@ class SparseTopologyMixin:
         return lambdas
 
     def _sparsify(self, network: str, hidden: Sequence[nn.Linear], output: Sequence[nn.Linear]) -> None:
-        """Mask the sparse layers of one network (Algorithm 1, L3-L4)."""
+        """Mask the sparse layers of one network (Algorithm 1, L3-L4).
+
+        A layer that already has a mask (a critic's extractor, shared by its Q-networks) keeps it.
+        """
         layers = list(hidden) + (list(output) if self.sparse_output_layer else [])
         if not layers:
             return
@@ -219,4 +255,5 @@ class SparseTopologyMixin:
         for i, (layer, lam) in enumerate(zip(layers, lambdas, strict=False)):
             n_in, n_out = shapes[i]
             k = er_connection_count(n_in, n_out, lam, layer=f"{network} layer {i}")
-            add_mask(layer, k)
+            if not hasattr(layer, MASK_NAME):
+                add_mask(layer, k)

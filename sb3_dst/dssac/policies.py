@@ -33,7 +33,8 @@ class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
         actor = SparseActor(**actor_kwargs).to(self.device)
         # With gSDE, log_std is a parameter rather than a layer and stays dense.
         heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
-        self._sparsify("actor", hidden=linear_layers(actor.latent_pi), output=heads)
+        hidden = self._extractor_layers(actor) + linear_layers(actor.latent_pi)
+        self._sparsify("actor", hidden=hidden, output=heads)
         return actor
 
 
