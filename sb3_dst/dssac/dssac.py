@@ -27,8 +27,8 @@ class DSSAC(DSTMixin, SAC):
     (``tau=1.0``, ``target_update_interval=1000``) needs the global count. With interval 1 both agree.
 
     :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dssac.policies.SparseSACPolicy`), ``"CnnPolicy"`` (image
-        observations, dense ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
-        HER; dense ``CombinedExtractor``), or one of those classes.
+        observations, ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
+        HER; ``CombinedExtractor``), or one of those classes. Extractors are dense by default.
     :param env: the environment, as for SB3's ``SAC``.
     :param er_lambda: λ per sparse layer (``[λ1, λ2]``) or one number for all; default (7, 64). The paper's
         per-environment values (its Table 4) are in ``hyperparams/ds_sac.yml``.

@@ -29,8 +29,8 @@ class DSTD3(DSTMixin, TD3):
       weights, as many as the online layer has connections (Algorithm 3).
 
     :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dstd3.policies.SparseTD3Policy`), ``"CnnPolicy"`` (image
-        observations, dense ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
-        HER; dense ``CombinedExtractor``), or one of those classes.
+        observations, ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
+        HER; ``CombinedExtractor``), or one of those classes. Extractors are dense by default.
     :param env: the environment, as for SB3's ``TD3``.
     :param er_lambda: λ per sparse layer (``[λ1, λ2]``) or one number for all; default the paper's (7, 64).
     :param sparsity: alternative to ``er_lambda``: fraction of zero weights in each network's sparse layers.
