@@ -7,7 +7,7 @@ import numbers
 from typing import Any, ClassVar
 
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
@@ -61,6 +61,19 @@ PRUNING_KEYS = ("evolution_interval", "pruning_start", "pruning_end")
 TARGET_PRUNING = ("magnitude", "online_mask")
 #: Default pruning window, as fractions of the run's gradient steps (Graesser et al. and rigl: 20 % to 80 %).
 DEFAULT_PRUNING_WINDOW = (0.2, 0.8)
+
+
+def _as_callback(callback: Any) -> Any:
+    """SB3's conversion of a plain function ``f(locals_, globals_) -> bool`` into a callback
+    (``ConvertCallback``), applied to ``callback`` and to each element of a list."""
+    if isinstance(callback, list):
+        return [_as_callback(child) for child in callback]
+    if callback is None or isinstance(callback, BaseCallback):
+        return callback
+    if not callable(callback):
+        kinds = "a BaseCallback, a function (locals_, globals_) -> bool, or a list of them"
+        raise TypeError(f"callback must be {kinds}, got {callback!r}")
+    return ConvertCallback(callback)
 
 
 def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
@@ -272,7 +285,8 @@ class DSTMixin:
         """Hand the topology hyperparameters to the sparse policy (called before the policy is built)."""
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, SparseTopologyMixin)):
             raise ValueError(
-                f"{type(self).__name__} needs a sparse policy (use 'MlpPolicy'), got {self.policy_class!r}"
+                f"{type(self).__name__} needs a sparse policy ('MlpPolicy', 'CnnPolicy' or 'MultiInputPolicy'), "
+                f"got {self.policy_class!r}"
             )
         self.policy_kwargs = {**self.policy_kwargs, **{k: getattr(self, k) for k in TOPOLOGY_KEYS}}
         self.policy_kwargs["start_dense"] = self.topology_mode == "prune"
@@ -392,7 +406,11 @@ class DSTMixin:
     # --- SB3 hooks ---------------------------------------------------------------------------------------
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        """Add a :class:`DSTCallback` unless the user passed one."""
+        """Add a :class:`DSTCallback` unless the user passed one.
+
+        Plain functions, alone or in a list, are first wrapped in SB3's ``ConvertCallback`` as SB3 does.
+        """
+        callback = _as_callback(callback)
         dst_callback = _find_dst_callback(callback)
         if dst_callback is None:
             dst_callback = DSTCallback()

@@ -13,7 +13,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_dst.common.masking import add_mask, linear_layers
+from sb3_dst.common.masking import MASK_NAME, add_mask, linear_layers
 from sb3_dst.common.topology import SPARSITY_DISTRIBUTIONS, connection_budgets, er_connection_count
 
 #: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d).
@@ -83,6 +83,89 @@ def check_topology(er_lambda: Any, sparsity: Any) -> tuple[float | list[float] |
     return lambdas, None if sparsity is None else float(sparsity)
 
 
+class SparseMasksMixin:
+    """Lets a sparse actor or critic be saved and loaded on its own (SB3's ``BaseModel.save``/``load``).
+
+    ``load`` rebuilds the module from its constructor parameters, then loads its state dict, which holds the
+    ``weight_mask`` buffers. The constructor parameters therefore carry ``sparse_connections``: the number of
+    connections of each sparse layer (by module name), from which the constructor gives those layers a mask
+    before the state dict replaces it with the saved one. Built by a policy, the module gets no such argument
+    and the policy sparsifies it afterwards. Layers of the features extractor are left out: the extractor is
+    itself a constructor parameter, saved whole.
+
+    :param sparse_connections: connections of each sparse layer, ``{module name: count}``.
+    """
+
+    def __init__(self, *args: Any, sparse_connections: dict[str, int] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for name, n_connections in (sparse_connections or {}).items():
+            layer = self.get_submodule(name)  # type: ignore[attr-defined]
+            if not isinstance(layer, nn.Linear):
+                raise ValueError(f"sparse_connections names {name!r}, which is not an nn.Linear layer")
+            add_mask(layer, n_connections)
+
+    def connection_counts(self) -> dict[str, int]:
+        """Connections of each sparse layer outside the features extractor, ``{module name: count}``."""
+        return {
+            name: int(getattr(module, MASK_NAME).sum())
+            for name, module in self.named_modules()  # type: ignore[attr-defined]
+            if isinstance(module, nn.Linear)
+            and hasattr(module, MASK_NAME)
+            and not name.startswith("features_extractor.")
+        }
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()  # type: ignore[misc]
+        return {**data, "sparse_connections": self.connection_counts()}
+
+
+class SparseContinuousCritic(SparseMasksMixin, ContinuousCritic):
+    """SB3's ``ContinuousCritic`` that can be saved and loaded on its own, masks included.
+
+    SB3's critic does not record its constructor parameters; this one does (``net_arch``, ``features_dim``,
+    ``activation_fn``, ``n_critics``, ``share_features_extractor`` and the features extractor).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        n_critics: int = 2,
+        share_features_extractor: bool = True,
+        sparse_connections: dict[str, int] | None = None,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            net_arch,
+            features_extractor,
+            features_dim,
+            activation_fn=activation_fn,
+            normalize_images=normalize_images,
+            n_critics=n_critics,
+            share_features_extractor=share_features_extractor,
+            sparse_connections=sparse_connections,
+        )
+        self.net_arch, self.features_dim, self.activation_fn = net_arch, features_dim, activation_fn
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            features_extractor=self.features_extractor,
+            features_dim=self.features_dim,
+            activation_fn=self.activation_fn,
+            n_critics=self.n_critics,
+            share_features_extractor=self.share_features_extractor,
+        )
+        return data
+
+
 class SparseTopologyMixin:
     """Adds Erdős–Rényi masks to the MLP layers an SB3 policy builds.
 
@@ -104,6 +187,10 @@ class SparseTopologyMixin:
     :param critic_sparsity: sparsity of each Q-network's sparse layers, instead of ``sparsity`` / ``er_lambda``.
     :param start_dense: build every sparse layer at full density (gradual magnitude pruning starts there); each
         layer still records its final budget in ``connection_budget``.
+    :param sparse_features_extractor: also sparsify the ``nn.Linear`` layers of the features extractor (e.g. the
+        last layer of ``NatureCNN``; convolutions stay dense). They come first among a network's sparse layers,
+        so ``er_lambda`` gets one more λ per extractor layer; the critic's extractor, shared by its Q-networks,
+        is sparsified once. Needs ``share_features_extractor=False``.
     """
 
     er_lambda: ErLambda
@@ -114,6 +201,7 @@ class SparseTopologyMixin:
     actor_sparsity: float | None
     critic_sparsity: float | None
     start_dense: bool
+    sparse_features_extractor: bool
 
     def __init__(
         self,
@@ -130,9 +218,11 @@ class SparseTopologyMixin:
         actor_sparsity: float | None = None,
         critic_sparsity: float | None = None,
         start_dense: bool = False,
+        sparse_features_extractor: bool = False,
         **kwargs: Any,
     ):
         self._init_topology(er_lambda, sparsity, sparse_output_layer)
+        self.sparse_features_extractor = bool(sparse_features_extractor)
         self.actor_sparsity = check_sparsity(actor_sparsity, "actor_sparsity")
         self.critic_sparsity = check_sparsity(critic_sparsity, "critic_sparsity")
         self.sparsity_distribution, self.erk_power_scale = check_distribution(
@@ -147,11 +237,32 @@ class SparseTopologyMixin:
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
         """SB3's critic with each Q-network's hidden layers (and output layer, if asked) sparse."""
-        critic = super().make_critic(features_extractor)  # type: ignore[misc]
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)  # type: ignore[attr-defined]
+        critic = SparseContinuousCritic(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
+        extractor = self._extractor_layers(critic)
         for i, q_net in enumerate(critic.q_networks):
             layers = linear_layers(q_net)
-            self._sparsify(f"critic qf{i}", hidden=layers[:-1], output=layers[-1:])
+            self._sparsify(f"critic qf{i}", hidden=extractor + layers[:-1], output=layers[-1:])
         return critic
+
+    def _extractor_layers(self, network: nn.Module) -> list[nn.Linear]:
+        """The layers of the features extractor of ``network`` to sparsify (none unless asked)."""
+        if not self.sparse_features_extractor:
+            return []
+        if getattr(self, "share_features_extractor", False):
+            raise ValueError(
+                "sparse_features_extractor=True needs share_features_extractor=False: the actor and the critic "
+                "would both evolve the shared extractor's layers"
+            )
+        extractor = network.get_submodule("features_extractor")
+        layers = linear_layers(extractor)
+        if not layers:
+            name = type(extractor).__name__
+            raise ValueError(
+                f"sparse_features_extractor=True but the features extractor {name} has no nn.Linear layer to "
+                "sparsify; drop the option (only fully connected layers can be sparse)"
+            )
+        return layers
 
     def _init_topology(self, er_lambda: ErLambda, sparsity: float | None, sparse_output_layer: bool) -> None:
         self.er_lambda, self.sparsity = check_topology(er_lambda, sparsity)
@@ -167,6 +278,7 @@ class SparseTopologyMixin:
             actor_sparsity=self.actor_sparsity,
             critic_sparsity=self.critic_sparsity,
             start_dense=self.start_dense,
+            sparse_features_extractor=self.sparse_features_extractor,
         )
 
     def _network_sparsity(self, network: str) -> float | None:
@@ -193,6 +305,7 @@ class SparseTopologyMixin:
         lambdas = [float(x) for x in er_lambda]
         if len(lambdas) != len(shapes):
             what = "hidden and output" if self.sparse_output_layer else "hidden"
+            what = f"features extractor, {what}" if self.sparse_features_extractor else what
             default = " (the default er_lambda is the paper's, for two hidden layers)" if self.er_lambda is None else ""
             raise ValueError(
                 f"er_lambda has {len(lambdas)} values{default} but the {network} has {len(shapes)} sparse "
@@ -201,7 +314,10 @@ class SparseTopologyMixin:
         return lambdas
 
     def _sparsify(self, network: str, hidden: Sequence[nn.Linear], output: Sequence[nn.Linear]) -> None:
-        """Mask the sparse layers of one network (Algorithm 1, L3-L4)."""
+        """Mask the sparse layers of one network (Algorithm 1, L3-L4).
+
+        A layer that already has a mask (a critic's extractor, shared by its Q-networks) keeps it.
+        """
         layers = list(hidden) + (list(output) if self.sparse_output_layer else [])
         if not layers:
             return
@@ -212,5 +328,6 @@ class SparseTopologyMixin:
         budgets = self._budgets(budget_shapes, network)
         budgets += [budgets[-1]] * (len(shapes) - len(budgets))
         for layer, k in zip(layers, budgets, strict=True):
-            add_mask(layer, layer.weight.numel() if self.start_dense else k)
+            if not hasattr(layer, MASK_NAME):
+                add_mask(layer, layer.weight.numel() if self.start_dense else k)
             setattr(layer, "connection_budget", k)  # noqa: B010 (the final budget; gradual pruning reaches it later)

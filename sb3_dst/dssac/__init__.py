@@ -1,4 +1,4 @@
 from sb3_dst.dssac.dssac import DSSAC, PrunedSAC, StaticSAC
-from sb3_dst.dssac.policies import MlpPolicy, SparseSACPolicy
+from sb3_dst.dssac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SparseSACPolicy
 
-__all__ = ["DSSAC", "MlpPolicy", "PrunedSAC", "SparseSACPolicy", "StaticSAC"]
+__all__ = ["DSSAC", "CnnPolicy", "MlpPolicy", "MultiInputPolicy", "PrunedSAC", "SparseSACPolicy", "StaticSAC"]

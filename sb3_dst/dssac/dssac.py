@@ -12,7 +12,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
-from sb3_dst.dssac.policies import MlpPolicy
+from sb3_dst.dssac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 
 class DSSAC(DSTMixin, SAC):
@@ -26,7 +26,9 @@ class DSSAC(DSTMixin, SAC):
     ``gradient_steps=1`` it updates the target at every step whatever the interval; the paper's hard update
     (``tau=1.0``, ``target_update_interval=1000``) needs the global count. With interval 1 both agree.
 
-    :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dssac.policies.SparseSACPolicy`) or that class.
+    :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dssac.policies.SparseSACPolicy`), ``"CnnPolicy"`` (image
+        observations, ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
+        HER; ``CombinedExtractor``), or one of those classes. Extractors are dense by default.
     :param env: the environment, as for SB3's ``SAC``.
     :param er_lambda: λ per sparse layer (``[λ1, λ2]``) or one number for all; default (7, 64). The paper's
         per-environment values (its Table 4) are in ``hyperparams/ds_sac.yml``.
@@ -39,7 +41,11 @@ class DSSAC(DSTMixin, SAC):
     :param kwargs: every other argument of SB3's ``SAC`` (learning_rate, batch_size, tau, ent_coef, ...).
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
     default_drop_fraction: ClassVar[float] = 0.1
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {
         "critic": ("critic", "critic_target"),

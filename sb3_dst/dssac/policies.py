@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from typing import Any
+
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
 from sb3_dst.common.masking import linear_layers
-from sb3_dst.common.policies import SparseTopologyMixin
+from sb3_dst.common.policies import SparseMasksMixin, SparseTopologyMixin
+
+
+class SparseActor(SparseMasksMixin, Actor):
+    """SB3's SAC ``Actor`` that can be saved and loaded on its own, masks included.
+
+    Takes the arguments of SB3's SAC ``Actor`` plus ``sparse_connections``
+    (see :class:`~sb3_dst.common.policies.SparseMasksMixin`).
+    """
 
 
 class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
@@ -18,12 +28,39 @@ class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
     the TD3 critics. SB3 builds the critic target as a copy of the critic's state, masks included (L4).
     """
 
-    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
-        actor = super().make_actor(features_extractor)
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SparseActor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        actor = SparseActor(**actor_kwargs).to(self.device)
         # With gSDE, log_std is a parameter rather than a layer and stays dense.
         heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
-        self._sparsify("actor", hidden=linear_layers(actor.latent_pi), output=heads)
+        hidden = self._extractor_layers(actor) + linear_layers(actor.latent_pi)
+        self._sparsify("actor", hidden=hidden, output=heads)
         return actor
 
 
 MlpPolicy = SparseSACPolicy
+
+
+class CnnPolicy(SparseSACPolicy):
+    """:class:`SparseSACPolicy` for image observations: SB3's ``NatureCNN`` features extractor by default.
+
+    The extractor stays dense unless ``sparse_features_extractor=True`` (its last, linear layer then becomes
+    sparse too); the layers after it are sparse as in ``MlpPolicy``. Takes the same arguments.
+    """
+
+    def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
+
+
+class MultiInputPolicy(SparseSACPolicy):
+    """:class:`SparseSACPolicy` for ``Dict`` observations (e.g. with HER): SB3's ``CombinedExtractor`` by default.
+
+    The extractor stays dense unless ``sparse_features_extractor=True`` (only linear layers can be sparse, e.g.
+    those of the ``NatureCNN`` of image entries); the layers after it are sparse as in ``MlpPolicy``. Takes the
+    same arguments.
+    """
+
+    def __init__(
+        self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs: Any
+    ):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)

@@ -12,7 +12,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
-from sb3_dst.dstd3.policies import MlpPolicy
+from sb3_dst.dstd3.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 
 class DSTD3(DSTMixin, TD3):
@@ -28,7 +28,9 @@ class DSTD3(DSTMixin, TD3):
     - Target sparsity (L27-L28): after every Polyak update, each target layer keeps only its largest-magnitude
       weights, as many as the online layer has connections (Algorithm 3).
 
-    :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dstd3.policies.SparseTD3Policy`) or that class.
+    :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dstd3.policies.SparseTD3Policy`), ``"CnnPolicy"`` (image
+        observations, ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
+        HER; ``CombinedExtractor``), or one of those classes. Extractors are dense by default.
     :param env: the environment, as for SB3's ``TD3``.
     :param er_lambda: λ per sparse layer (``[λ1, λ2]``) or one number for all; default the paper's (7, 64).
     :param sparsity: alternative to ``er_lambda``: fraction of zero weights in each network's sparse layers.
@@ -50,7 +52,11 @@ class DSTD3(DSTMixin, TD3):
         Without ``net_arch`` in ``policy_kwargs`` the networks are the paper's 256-256.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {
         "critic": ("critic", "critic_target"),
         "actor": ("actor", "actor_target"),
