@@ -465,3 +465,9 @@ def test_static_with_full_density_still_matches_after_the_refactor():
     for la, lb in zip(a._sparse_layers["critic"], b._sparse_layers["critic"], strict=True):
         assert th.equal(la.weight, lb.weight) and bool(la.weight_mask.all())
     assert np.isfinite(training_flops(a))
+
+
+def test_pruning_that_cannot_finish_within_the_run_warns():
+    model = PrunedTD3("MlpPolicy", "Pendulum-v1", **SMALL, sparsity=0.9, evolution_interval=1000)
+    with pytest.warns(UserWarning, match="final sparsity"):
+        model.learn(300)  # 250 gradient steps, pruning every 1000

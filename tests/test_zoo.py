@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 import pytest
 
-from sb3_dst import DSSAC, DSTD3, StaticSAC, StaticTD3
+from sb3_dst import DSSAC, DSTD3, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
 from sb3_dst.common.masking import MASK_NAME, sparse_linears
 from sb3_dst.hyperparams import ALGOS_WITH_FILES, hyperparams_file, load
 from sb3_dst.zoo import (
@@ -34,7 +34,14 @@ from sb3_dst.zoo import (
 )
 
 TESTS_DIR = Path(__file__).resolve().parent
-CLASSES = {"ds_td3": DSTD3, "ds_sac": DSSAC, "static_td3": StaticTD3, "static_sac": StaticSAC}
+CLASSES = {
+    "ds_td3": DSTD3,
+    "ds_sac": DSSAC,
+    "static_td3": StaticTD3,
+    "static_sac": StaticSAC,
+    "pruned_td3": PrunedTD3,
+    "pruned_sac": PrunedSAC,
+}
 PAPER_ENVS = [f"{name}-v{v}" for name in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid") for v in (4, 5)]
 #: Tiny budget that fits Pendulum-v1 (obs 3, act 1): λ1 <= 3·32/35 = 2.74, λ2 <= 16.
 TINY = [
@@ -77,11 +84,12 @@ def test_startup_hook_is_cheap_and_registers_on_import(tmp_path: Path) -> None:
         "hooked = any(type(f).__name__ == 'RLZooFinder' for f in sys.meta_path)\n"
         "from rl_zoo3 import ALGOS\n"
         "from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER\n"
-        "print(heavy, hooked, sorted(k for k in ALGOS if k.startswith(('ds_', 'static_'))),"
+        "print(heavy, hooked, sorted(k for k in ALGOS if k.startswith(('ds_', 'static_', 'pruned_'))),"
         " 'ds_sac' in HYPERPARAMS_SAMPLER)\n"
     )
     out = check(run(["-c", code], tmp_path))
-    assert "[] True ['ds_sac', 'ds_td3', 'static_sac', 'static_td3'] True" in out
+    expected = ["ds_sac", "ds_td3", "pruned_sac", "pruned_td3", "static_sac", "static_td3"]
+    assert f"[] True {expected} True" in out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -126,7 +134,7 @@ PAPER_LAMBDAS = {
 V3_SIZES = {"HalfCheetah": (17, 6), "Hopper": (11, 3), "Walker2d": (17, 6), "Ant": (111, 8), "Humanoid": (376, 17)}
 
 
-@pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "static_td3", "static_sac"])
+@pytest.mark.parametrize("algo", list(CLASSES))
 def test_sparse_files_keep_the_papers_sparsity_on_v4_and_v5(algo: str) -> None:
     """λ2 as in the paper; λ1 rescaled where the observation size changed so the first-layer density stays."""
     paper = PAPER_LAMBDAS["ds_td3" if "td3" in algo else "ds_sac"]
@@ -145,7 +153,7 @@ def test_sparse_files_keep_the_papers_sparsity_on_v4_and_v5(algo: str) -> None:
         assert (lambda1 == paper[name][0]) == ((obs, act) == V3_SIZES[name]), env_id
 
 
-@pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "static_td3", "static_sac"])
+@pytest.mark.parametrize("algo", list(CLASSES))
 def test_every_entry_builds_its_model(algo: str) -> None:
     """Each entry's keys are accepted by the algorithm and its λ fits every layer of that task."""
     for env_id, hp in load(algo).items():
@@ -154,7 +162,11 @@ def test_every_entry_builds_its_model(algo: str) -> None:
         kwargs.update(policy_kwargs=eval(kwargs["policy_kwargs"]), buffer_size=1)
         model = CLASSES[algo](env=env, **kwargs)
         layers = sparse_linears(model.actor) + sparse_linears(model.critic)
-        kept = [int(getattr(layer, MASK_NAME).sum()) for layer in layers]
+        # Pruned-* start dense and reach their budget by the end of pruning: check the budget.
+        kept = [
+            layer.connection_budget if algo.startswith("pruned_") else int(getattr(layer, MASK_NAME).sum())
+            for layer in layers
+        ]
         if env_id == "default":  # 50 % overall; Pendulum's 3-input first layers are made dense
             assert sum(kept) / sum(layer.weight.numel() for layer in layers) == pytest.approx(0.5, abs=0.01)
         else:
@@ -223,12 +235,50 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
             assert 0.01 <= model.drop_fraction <= 0.5 and 100 <= model.evolution_interval <= 10_000
         else:
             assert "drop_fraction" not in trial.params
+        if algo.startswith("pruned_"):
+            assert model.evolution_interval == trial.params["evolution_interval"]
+        assert "growth" not in trial.params  # beyond-the-paper dimensions only when asked for
         if "td3" in algo:
             assert model.action_noise is not None and model.action_noise._sigma[0] == trial.params["noise_std"]
         converted = convert_dst_params(trial.params)  # what `--trial-id` feeds back into the zoo
         assert converted["er_lambda"] == kwargs["er_lambda"] and converted["sparsity"] is None
         assert ("noise_type" in converted) == ("td3" in algo)
         study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "pruned_td3", "static_sac"])
+def test_opt_in_search_samples_the_methods_beyond_the_paper(algo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SB3_DST_SEARCH adds sparsity, its distribution, growth, η schedule and target pruning to the samples."""
+    monkeypatch.setenv("SB3_DST_SEARCH", "sparsity,sparsity_distribution,growth,drop_fraction_schedule,target_pruning")
+    env = gym.make("Pendulum-v1")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1), direction="maximize")
+    seen = set()
+    for _ in range(16):
+        trial = study.ask()
+        kwargs = SAMPLERS[algo](trial, 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        model = CLASSES[algo]("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), buffer_size=1, **kwargs)
+        assert 0.5 <= model.sparsity <= 0.98 and model.er_lambda is None and "er_lambda_1" not in trial.params
+        assert model.sparsity_distribution == trial.params["sparsity_distribution"]
+        assert model.target_pruning == trial.params["target_pruning"]
+        if algo.startswith("ds_"):
+            assert (model.growth, model.drop_fraction_schedule) == (
+                trial.params["growth"],
+                trial.params["drop_fraction_schedule"],
+            )
+            seen.add((model.growth, model.drop_fraction_schedule))
+        else:
+            assert "growth" not in trial.params
+        converted = convert_dst_params(trial.params)
+        assert converted["er_lambda"] is None and converted["sparsity"] == model.sparsity
+        study.tell(trial, 0.0)
+    assert len(seen) == 4 or not algo.startswith("ds_")
+
+
+def test_unknown_search_dimension_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SB3_DST_SEARCH", "growht")
+    trial = optuna.create_study().ask()
+    with pytest.raises(ValueError, match="growht"):
+        SAMPLERS["ds_td3"](trial, 1, 1, {})
 
 
 class _FakeManager:
@@ -366,6 +416,7 @@ def test_train_then_enjoy_ds_td3_through_rl_zoo3(tmp_path: Path) -> None:
         ("sb3_dst.train", "ds_sac", DSSAC, ["sparsity:0.6"]),
         ("rl_zoo3.train", "static_td3", StaticTD3, ["er_lambda:[1, 4]"]),
         ("rl_zoo3.train", "static_sac", StaticSAC, []),
+        ("rl_zoo3.train", "pruned_td3", PrunedTD3, ["sparsity:0.6", "evolution_interval:50"]),
     ],
 )
 def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: type, extra: list[str]) -> None:
@@ -407,6 +458,9 @@ def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: typ
             1.0,
             1000,
         )
+    if algo == "pruned_td3":  # pruned from 20 % to 80 % of its 400 gradient steps: at its budget at the end
+        layers = model._sparse_layers["actor"] + model._sparse_layers["critic"]
+        assert [int(layer.weight_mask.sum()) for layer in layers] == [layer.connection_budget for layer in layers]
     assert isinstance(model, cls) and model.num_timesteps == 600
 
 

@@ -4,9 +4,9 @@
 starts. It must stay cheap: it imports nothing heavy (no torch, no Stable-Baselines3, no sb3_dst) and only
 puts a finder on :data:`sys.meta_path`. When one of rl-zoo3's modules below is imported later, the finder lets
 the normal machinery load it and then hands the fresh module to :func:`sb3_dst.zoo.patch_module`, which adds
-``ds_td3``, ``ds_sac``, ``static_td3`` and ``static_sac`` to ``rl_zoo3.utils.ALGOS`` (before ``train.py`` builds
-its ``--algo`` choices), their Optuna samplers to ``rl_zoo3.hyperparams_opt`` and their defaults to the
-``ExperimentManager``.
+sb3-dst's algorithms (``ds_td3``, ``static_td3``, ``pruned_td3`` and their SAC versions) to
+``rl_zoo3.utils.ALGOS`` (before ``train.py`` builds its ``--algo`` choices), their Optuna samplers to
+``rl_zoo3.hyperparams_opt`` and their defaults to the ``ExperimentManager``.
 
 Set ``SB3_DST_NO_ZOO_HOOK=1`` to switch it off. A failure while patching is reported on stderr and never
 breaks rl-zoo3 itself.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any, ClassVar
 
 import torch as th
@@ -360,8 +361,20 @@ class DSTMixin:
         return int(self._n_updates) + (remaining // env_steps_per_rollout) * int(per_rollout)
 
     def _check_horizon(self) -> None:
-        """Raise now (not mid-run) when a schedule needs T and neither the keywords nor the run give it."""
+        """Raise now (not mid-run) when a schedule needs T and neither the keywords nor the run give it; warn when
+        gradual pruning cannot reach its final sparsity within the run."""
         if self.planned_gradient_steps is not None:
+            if self.topology_mode == "prune":
+                end = self.pruning_window()[1]
+                last_step = -(-end // self.evolution_interval) * self.evolution_interval  # first multiple of e >= end
+                if last_step > self.planned_gradient_steps:
+                    warnings.warn(
+                        f"{type(self).__name__}: this run ends at gradient step {self.planned_gradient_steps}, before "
+                        f"the pruning step that reaches the final sparsity ({last_step}: pruning_end {end} rounded "
+                        f"up to a multiple of evolution_interval {self.evolution_interval}); lower pruning_end or "
+                        "evolution_interval, or train longer",
+                        stacklevel=3,
+                    )
             return
         if self.topology_mode == "evolve" and self.drop_fraction_schedule == "cosine" and self.evolution_end is None:
             raise ValueError(

@@ -3,7 +3,8 @@
 The YAML files live in the repository's top-level ``hyperparams/`` folder; the wheel ships them inside this
 package, so the lookup works after ``pip install .`` as well as from a source checkout or ``pip install -e .``.
 
-``ds_td3.yml``, ``ds_sac.yml``, ``static_td3.yml`` and ``static_sac.yml`` are the default files of those
+``ds_td3.yml``, ``ds_sac.yml``, ``static_td3.yml``, ``static_sac.yml``, ``pruned_td3.yml`` and ``pruned_sac.yml`` are
+the default files of those
 algorithms in rl-zoo3 (see :mod:`sb3_dst.zoo`). ``td3.yml`` and ``sac.yml`` hold the paper's settings for the
 dense baselines; rl-zoo3's own files stay the defaults of ``--algo td3``/``--algo sac``, so ask for ours with
 ``-conf sb3_dst.hyperparams.td3`` or ``-conf sb3_dst.hyperparams.sac`` (modules defining ``hyperparams``).
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 
 #: Algorithms with a hyperparameter file here.
-ALGOS_WITH_FILES = ("ds_td3", "ds_sac", "static_td3", "static_sac", "td3", "sac")
+ALGOS_WITH_FILES = ("ds_td3", "ds_sac", "static_td3", "static_sac", "pruned_td3", "pruned_sac", "td3", "sac")
 
 
 def hyperparams_dir() -> Path:

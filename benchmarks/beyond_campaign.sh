@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The "beyond the paper" campaign (issue #11), resumable: each command skips the runs already finished in its
+# output directory, so re-running this script after an interruption continues where it stopped.
+#   bash benchmarks/beyond_campaign.sh            (from the repository root, in the project's venv)
+# About 14 hours of one core in all here (a 200k-step TD3 run takes 15-20 minutes of one core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-2}
+COMMON=(--eval-freq 5000 --eval-episodes 10 --learning-starts 10000 --flush-denormal --jobs "$JOBS")
+RIGL="growth='gradient',drop_fraction=0.1,drop_fraction_schedule='cosine'"
+TD3_OUT=benchmarks/results/beyond_200k
+TITLE='Beyond the paper: sparse TD3 at 90-98% sparsity, 200k steps'
+
+# 1. Dense TD3, the paper's DS-TD3, and the three methods at 90% sparsity (ERK): SET, RigL with cosine η, pruning.
+python -m sb3_dst.benchmark run --algos TD3 DS-TD3 'DS-TD3:sparsity=0.9' "DS-TD3:sparsity=0.9,$RIGL" \
+    'Pruned-TD3:sparsity=0.9' --envs HalfCheetah-v5 Walker2d-v5 --seeds 0 1 2 --steps 200000 "${COMMON[@]}" \
+    --out "$TD3_OUT" --title "$TITLE"
+# 2. The method chosen at 90% (RigL with ERK and cosine η) at 95% and 98%.
+python -m sb3_dst.benchmark run --algos "DS-TD3:sparsity=0.95,$RIGL" "DS-TD3:sparsity=0.98,$RIGL" \
+    --envs HalfCheetah-v5 Walker2d-v5 --seeds 0 1 2 --steps 200000 "${COMMON[@]}" --out "$TD3_OUT" --title "$TITLE"
+# 3. DS-SAC under the paper's hard target update (its default hyperparameters) and SB3's soft one, vs dense SAC.
+python -m sb3_dst.benchmark run --algos SAC DS-SAC 'DS-SAC:tau=0.005,target_update_interval=1' \
+    --envs HalfCheetah-v5 --seeds 0 1 2 --steps 100000 "${COMMON[@]}" --out benchmarks/results/sac_targets_100k \
+    --title 'DS-SAC: hard vs soft target update, 100k steps'
