@@ -86,6 +86,29 @@ def test_build_model_turns_zoo_keys_into_arguments() -> None:
     assert model.actor.optimizer.param_groups[0]["weight_decay"] == 2e-4
 
 
+@pytest.mark.parametrize(
+    ("algo", "cls", "attrs"),
+    [
+        ("Pruned-TD3:sparsity=0.9", "PrunedTD3", dict(sparsity=0.9, evolution_interval=1000)),
+        ("Pruned-SAC:sparsity=0.9", "PrunedSAC", dict(sparsity=0.9, evolution_interval=1000, tau=1.0)),
+        (
+            "DS-TD3:sparsity=0.9,growth='gradient',drop_fraction=0.1,drop_fraction_schedule='cosine'",
+            "DSTD3",
+            dict(sparsity=0.9, growth="gradient", drop_fraction=0.1, drop_fraction_schedule="cosine"),
+        ),
+    ],
+)
+def test_harness_builds_the_methods_beyond_the_paper(algo: str, cls: str, attrs: dict) -> None:
+    import gymnasium as gym
+
+    params = resolve_hyperparams(AlgoSpec.parse(algo), "Pendulum-v1", net_arch=[8, 8])
+    model = build_model(
+        RunConfig(algo, "Pendulum-v1", 0, 1000, 500, 2, {**params, "buffer_size": 100}), gym.make("Pendulum-v1")
+    )
+    assert type(model).__name__ == cls
+    assert {key: getattr(model, key) for key in attrs} == attrs
+
+
 def _fake_run(out: Path, algo: str, seed: int, returns: list[float], flops: float, size: int) -> None:
     """A finished run directory written by hand."""
     config = RunConfig(algo, "Fake-v0", seed, 100 * len(returns), 100, 1, {})
