@@ -35,6 +35,8 @@ import numpy as np
 from gymnasium import spaces
 from torch import nn
 
+from sb3_dst.common.masking import MASK_NAME
+
 __all__ = ["CSR_BELOW", "FORMATS", "LayerSpec", "PolicySpec", "export", "policy_spec"]
 
 #: Export formats.
@@ -58,16 +60,25 @@ class LayerSpec:
     :param weight: ``(n_out, n_in)`` float32 matrix, absent connections exactly zero.
     :param bias: ``(n_out,)`` float32 vector.
     :param activation: ``"relu"``, ``"tanh"`` or ``"identity"``.
+    :param mask: the layer's ``weight_mask`` (sparse layers), or ``None``.
     """
 
     weight: np.ndarray
     bias: np.ndarray
     activation: str
+    mask: np.ndarray | None = None
+
+    @property
+    def connections(self) -> np.ndarray:
+        """Boolean ``(n_out, n_in)`` pattern of the connections: the layer's mask (a connection grown by the
+        evolution starts at weight zero) and every non-zero weight."""
+        pattern = self.weight != 0
+        return pattern if self.mask is None else pattern | (self.mask != 0)
 
     @property
     def density(self) -> float:
-        """Fraction of non-zero weights."""
-        return float(np.count_nonzero(self.weight)) / max(self.weight.size, 1)
+        """Fraction of connections (see :attr:`connections`)."""
+        return float(np.count_nonzero(self.connections)) / max(self.weight.size, 1)
 
     @property
     def is_csr(self) -> bool:
@@ -76,7 +87,7 @@ class LayerSpec:
 
     def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The weight as CSR arrays ``(indptr, indices, data)`` (int32, int32, float32), column indices sorted."""
-        rows, cols = np.nonzero(self.weight)
+        rows, cols = np.nonzero(self.connections)
         indptr = np.zeros(self.weight.shape[0] + 1, dtype=np.int32)
         np.cumsum(np.bincount(rows, minlength=self.weight.shape[0]), out=indptr[1:])
         return indptr, cols.astype(np.int32), self.weight[rows, cols].astype(np.float32)
@@ -168,7 +179,9 @@ def _sequential(modules: Sequence[nn.Module], where: str) -> list[LayerSpec]:
                 if module.bias is not None
                 else np.zeros(module.out_features, dtype=np.float32)
             )
-            layers.append(LayerSpec(weight.copy(), bias.copy(), "identity"))
+            mask = getattr(module, MASK_NAME, None)
+            mask_array = None if mask is None else mask.detach().cpu().numpy() != 0
+            layers.append(LayerSpec(weight.copy(), bias.copy(), "identity", mask_array))
         elif type(module) in ACTIVATIONS:
             if not layers or layers[-1].activation != "identity":
                 raise NotImplementedError(f"export: {where} has an activation not preceded by a linear layer")

@@ -196,7 +196,12 @@ class SparsePolicy:
                 weight[rows, indices] = data
                 self.csr.append((indptr, indices, data))
             self.weights.append(weight)
-        self.densities = [float(np.count_nonzero(w)) / max(w.size, 1) for w in self.weights]
+        #: stored connections per layer (CSR entries, or non-zero weights of dense layers)
+        self.connections = [
+            int(np.count_nonzero(w)) if csr is None else csr[2].size
+            for w, csr in zip(self.weights, self.csr, strict=True)
+        ]
+        self.densities = [n / max(w.size, 1) for n, w in zip(self.connections, self.weights, strict=True)]
         kernels = None if backend == "numpy" else _get_kernels()
         if backend == "numba" and kernels is None:
             raise ImportError("backend='numba' needs Numba installed")
@@ -324,8 +329,8 @@ class SparsePolicy:
 
     @property
     def n_parameters(self) -> int:
-        """Non-zero weights plus biases."""
-        return sum(int(np.count_nonzero(w)) + b.size for w, b in zip(self.weights, self.biases, strict=True))
+        """Stored connections plus biases."""
+        return sum(self.connections) + sum(b.size for b in self.biases)
 
 
 def _activate(x: np.ndarray, activation: str) -> np.ndarray:
