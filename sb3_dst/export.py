@@ -476,11 +476,51 @@ def _c_array(ctype: str, name: str, values: np.ndarray, literal: Callable[[Any],
     return f"static const {ctype} {name}[{len(items)}] = {{\n    {body}\n}};\n"
 
 
+_C_CSR = """
+/* y = W x + b for a CSR W (four partial sums per row: independent chains of additions) */
+static void csr_layer(int n_out, const int32_t *indptr, const INDEX_T *indices, const float *data,
+                      const float *bias, const float *x, float *y)
+{
+    int i, k;
+    for (i = 0; i < n_out; ++i) {
+        int end = indptr[i + 1];
+        float s0 = bias[i], s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (k = indptr[i]; k + 3 < end; k += 4) {
+            s0 += data[k] * x[indices[k]];
+            s1 += data[k + 1] * x[indices[k + 1]];
+            s2 += data[k + 2] * x[indices[k + 2]];
+            s3 += data[k + 3] * x[indices[k + 3]];
+        }
+        for (; k < end; ++k) s0 += data[k] * x[indices[k]];
+        y[i] = (s0 + s1) + (s2 + s3);
+    }
+}
+"""
+
+_C_DENSE = """
+/* y = W x + b for a dense W stored transposed (row j: the weights of input j), skipping zero inputs;
+   the inner loop has no reduction, so compilers vectorise it */
+static void dense_layer(int n_in, int n_out, const float *weight_t, const float *bias, const float *x, float *y)
+{
+    int i, j;
+    for (i = 0; i < n_out; ++i) y[i] = bias[i];
+    for (j = 0; j < n_in; ++j) {
+        const float xj = x[j];
+        const float *w = weight_t + (long)j * n_out;
+        if (xj == 0.0f) continue;
+        for (i = 0; i < n_out; ++i) y[i] += w[i] * xj;
+    }
+}
+"""
+
+
 def c_source(spec: PolicySpec, header_name: str) -> tuple[str, str]:
     """The C99 source and header of the policy: ``void sb3_dst_policy(const float *obs, float *action)``.
 
-    Sparse layers are CSR (``static const`` row pointers, column indices and values), dense ones row-major
-    matrices. Two stack buffers of the widest layer hold the activations; nothing is allocated.
+    Sparse layers are CSR (``static const`` row pointers, column indices and values); dense ones are
+    ``static const`` matrices stored transposed (input-major), which lets compilers vectorise them without
+    reordering any sum. Two stack buffers of the widest layer hold the activations; nothing is allocated and
+    only ``tanhf`` of ``<math.h>`` is called.
     """
     guard = "SB3_DST_POLICY_" + "".join(c if c.isalnum() else "_" for c in header_name.upper())
     widths = [spec.obs_dim] + [layer.weight.shape[0] for layer in spec.layers]
@@ -495,13 +535,20 @@ def c_source(spec: PolicySpec, header_name: str) -> tuple[str, str]:
         "#ifdef __cplusplus\n}\n#endif\n\n"
         f"#endif /* {guard} */\n"
     )
+    small_indices = all(layer.weight.shape[1] <= 65536 for layer in spec.layers)
+    index_type = "uint16_t" if small_indices else "int32_t"
     parts = [
         f"/* Deterministic {spec.algorithm.upper()} policy exported by sb3_dst (do not edit).\n"
         f" * Layers: {' -> '.join(map(str, widths))}; "
         f"{', '.join('CSR' if layer.is_csr else 'dense' for layer in spec.layers)}. C99, no allocation. */\n"
         f'#include "{header_name}"\n#include <math.h>\n#include <stdint.h>\n\n'
-        f"#define SB3_DST_MAX_WIDTH {max(widths)}\n\n"
+        f"#define SB3_DST_MAX_WIDTH {max(widths)}\n#define INDEX_T {index_type}\n"
     ]
+    if any(layer.is_csr for layer in spec.layers):
+        parts.append(_C_CSR)
+    if not all(layer.is_csr for layer in spec.layers):
+        parts.append(_C_DENSE)
+    parts.append("\n")
 
     def int_literal(v: Any) -> str:
         return str(int(v))
@@ -516,17 +563,13 @@ def c_source(spec: PolicySpec, header_name: str) -> tuple[str, str]:
         if layer.is_csr:
             indptr, indices, data = layer.csr()
             parts.append(_c_array("int32_t", f"L{i}_INDPTR", indptr, int_literal))
-            parts.append(
-                _c_array(
-                    "uint16_t" if layer.weight.shape[1] <= 65536 else "int32_t", f"L{i}_INDICES", indices, int_literal
-                )
-            )
+            parts.append(_c_array("INDEX_T", f"L{i}_INDICES", indices, int_literal))
             parts.append(_c_array("float", f"L{i}_DATA", data, _float_literal))
         else:
-            parts.append(_c_array("float", f"L{i}_WEIGHT", layer.weight, _float_literal))
+            parts.append(_c_array("float", f"L{i}_WEIGHT_T", layer.weight.T, _float_literal))
     body = [
-        "void sb3_dst_policy(const float *obs, float *action)\n{\n",
-        "    float a[SB3_DST_MAX_WIDTH], b[SB3_DST_MAX_WIDTH];\n    int i, k;\n\n",
+        "\nvoid sb3_dst_policy(const float *obs, float *action)\n{\n",
+        "    float a[SB3_DST_MAX_WIDTH], b[SB3_DST_MAX_WIDTH];\n    int i;\n\n",
     ]
     if spec.obs_mean is not None:
         clip = _float_literal(spec.clip_obs if spec.clip_obs is not None else np.inf)
@@ -540,26 +583,18 @@ def c_source(spec: PolicySpec, header_name: str) -> tuple[str, str]:
     src, dst = "a", "b"
     for i, layer in enumerate(spec.layers):
         n_out, n_in = layer.weight.shape
-        body.append(
-            f"    /* layer {i}: {n_in} -> {n_out}, {'CSR' if layer.is_csr else 'dense'}, {layer.activation} */\n"
-        )
-        body.append(f"    for (i = 0; i < {n_out}; ++i) {{\n        float s = L{i}_BIAS[i];\n")
         if layer.is_csr:
-            body.append(
-                f"        for (k = L{i}_INDPTR[i]; k < L{i}_INDPTR[i + 1]; ++k)\n"
-                f"            s += L{i}_DATA[k] * {src}[L{i}_INDICES[k]];\n"
-            )
+            body.append(f"    csr_layer({n_out}, L{i}_INDPTR, L{i}_INDICES, L{i}_DATA, L{i}_BIAS, {src}, {dst});\n")
         else:
-            body.append(
-                f"        const float *w = L{i}_WEIGHT + (long)i * {n_in};\n"
-                f"        for (k = 0; k < {n_in}; ++k) s += w[k] * {src}[k];\n"
-            )
-        activation = {"relu": "s > 0.0f ? s : 0.0f", "tanh": "tanhf(s)", "identity": "s"}[layer.activation]
-        body.append(f"        {dst}[i] = {activation};\n    }}\n")
+            body.append(f"    dense_layer({n_in}, {n_out}, L{i}_WEIGHT_T, L{i}_BIAS, {src}, {dst});\n")
+        if layer.activation == "relu":
+            body.append(f"    for (i = 0; i < {n_out}; ++i) {dst}[i] = {dst}[i] > 0.0f ? {dst}[i] : 0.0f;\n")
+        elif layer.activation == "tanh":
+            body.append(f"    for (i = 0; i < {n_out}; ++i) {dst}[i] = tanhf({dst}[i]);\n")
         src, dst = dst, src
     body.append(
         f"    for (i = 0; i < {spec.action_dim}; ++i)\n"
         f"        action[i] = ACTION_LOW[i] + ({src}[i] + 1.0f) * ACTION_HALF_RANGE[i];\n"
     )
     body.append("}\n")
-    return "".join(parts) + "\n" + "".join(body), header
+    return "".join(parts) + "".join(body), header
