@@ -18,7 +18,8 @@ Latency is per call at batch 1 (one observation), throughput is observations per
 alternates between the paths: each round times one block of calls of every path, in a rotating order, so the
 drifts of a shared machine hit all paths alike. A block lasts about ``--block-ms``; the reported figure is the
 median over rounds of the per-call time in a block (``min`` is also recorded: the least disturbed block).
-File sizes: each export, the compiled C library, the actor's torch ``state_dict`` and SB3's ``model.save``.
+File sizes: each export, the compiled C library, the actor's torch ``state_dict`` and SB3's ``model.save`` (the
+whole model: actor, critics, targets and optimizer states).
 
     python benchmarks/inference.py --out benchmarks/results/inference/inference.json
     python benchmarks/inference.py --quick --out benchmarks/results/inference/inference_quick.json
@@ -277,6 +278,7 @@ def measure(hidden: int, sparsity: float, args: argparse.Namespace, work: Path) 
     for stats in throughput.values():
         stats["obs_per_s_median"] = args.batch / stats["median_s"]
     return {
+        "load_average_after": os.getloadavg(),  # the machine's load while this configuration was timed
         "hidden": [hidden, hidden],
         "sparsity": sparsity,
         "layer_densities": [round(layer.density, 6) for layer in spec.layers],
