@@ -405,14 +405,15 @@ def onnx_bytes(spec: PolicySpec, opset: int = 17) -> bytes:
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="sb3_dst", ir_version=8
     )
-    model.metadata_props.add(key="sb3_dst", value=json.dumps(_metadata(spec)))
+    model.metadata_props.add(key="sb3_dst", value=json.dumps(_metadata(spec, "sb3_dst.onnx")))
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
 
-def _metadata(spec: PolicySpec) -> dict[str, Any]:
+def _metadata(spec: PolicySpec, format: str = "sb3_dst.sparse") -> dict[str, Any]:
+    """What the files record besides the arrays: algorithm, shapes, activations, layouts, normalisation."""
     return {
-        "format": "sb3_dst.sparse",
+        "format": format,
         "version": SPARSE_FORMAT_VERSION,
         "algorithm": spec.algorithm,
         "obs_shape": list(spec.obs_shape),
@@ -459,7 +460,8 @@ def sparse_arrays(spec: PolicySpec) -> dict[str, np.ndarray]:
 def sparse_bytes(spec: PolicySpec) -> Callable[[Any], None]:
     """A writer of the ``"sparse"`` file (compressed ``.npz``) to an open binary file."""
     arrays = sparse_arrays(spec)
-    return lambda handle: np.savez_compressed(handle, allow_pickle=False, **arrays)
+    # no object arrays, so nothing is pickled (the stubs read ``**arrays`` as possibly ``allow_pickle``)
+    return lambda handle: np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------------------ C

@@ -38,13 +38,18 @@ _RECORD = 8  # int64 values per layer
 
 _kernels: Any = None
 
+#: LLVM's fast-math flags for the kernels: sums may be reordered (vectorised dot products) and fused into FMAs,
+#: but NaN and infinity keep their meaning (no ``nnan``/``ninf``), so a NaN or infinite observation propagates
+#: or is clipped as in torch.
+_FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
+
 
 def _compile() -> Any:
     import math
 
     import numba
 
-    @numba.njit(cache=True, nogil=True, fastmath=True)
+    @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
     def forward_one(obs, fdata, ints, out):  # type: ignore[no-untyped-def]
         """All layers for one observation; ``fdata`` (float32) and ``ints`` (uint32) as packed by ``_pack``.
 
@@ -122,7 +127,7 @@ def _compile() -> Any:
         for i in range(act_dim):
             out[i] = low[i] + (cur[i] + np.float32(1.0)) * half[i]
 
-    @numba.njit(cache=True, nogil=True, fastmath=True)
+    @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
     def spmm_t(indptr, indices, data, bias, xt, yt):  # type: ignore[no-untyped-def]
         """``yt = W @ xt + bias[:, None]`` for a CSR ``W`` and feature-major ``xt`` (features × batch)."""
         n_batch = xt.shape[1]

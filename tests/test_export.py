@@ -18,6 +18,7 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from torch import nn
 
 from sb3_dst import DSSAC, DSTD3, StaticTD3
 from sb3_dst import inference as inference_module
@@ -248,6 +249,36 @@ def test_dict_and_image_observations_are_not_supported_yet(format: str, tmp_path
     image_model = SAC("CnnPolicy", ImageEnv(), buffer_size=100)
     with pytest.raises(NotImplementedError, match="image observations are not supported yet"):
         export(image_model, tmp_path / "policy", format=format)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tanh_activation_is_exported(tmp_path: Path) -> None:
+    model = DSSAC(
+        "MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[32, 32], activation_fn=nn.Tanh), sparsity=0.9, seed=3
+    )
+    assert [layer.activation for layer in policy_spec(model).layers] == ["tanh", "tanh", "tanh"]
+    export(model, tmp_path / "policy.npz", format="sparse")
+    obs = observations(seed=4)
+    policy = SparsePolicy.load(tmp_path / "policy.npz")
+    np.testing.assert_allclose(np.stack([policy.predict(o) for o in obs]), expected(model, obs), atol=TOLERANCE)
+    if COMPILER is not None:
+        export(model, tmp_path / "policy.c", format="c")
+        np.testing.assert_allclose(
+            compile_c(tmp_path / "policy.c", tmp_path)(obs, 1), expected(model, obs), atol=TOLERANCE
+        )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8]), use_sde=True),
+        lambda: TD3("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8], activation_fn=nn.ELU)),
+    ],
+    ids=["gSDE", "ELU"],
+)
+def test_unsupported_networks_are_clear_errors(make, tmp_path: Path) -> None:
+    with pytest.raises(NotImplementedError, match="not supported yet"):
+        export(make(), tmp_path / "policy.npz", format="sparse")
     assert list(tmp_path.iterdir()) == []
 
 
