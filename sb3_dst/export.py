@@ -316,7 +316,8 @@ def export(model: Any, path: str | os.PathLike[str], format: str = "sparse", vec
 def _write_files(files: Sequence[tuple[Path, bytes | Callable[[Any], None]]]) -> list[Path]:
     """Write every file to a temporary file beside it, then rename them all into place.
 
-    :raises OSError: naming the destination; every temporary file is removed and nothing is renamed.
+    :raises OSError: naming the destination; every temporary file is removed and nothing is renamed (should a
+        rename itself fail, the files already renamed are removed too).
     """
     temps: list[tuple[str, Path]] = []
     try:

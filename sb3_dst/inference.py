@@ -212,7 +212,8 @@ class SparsePolicy:
             raise ImportError("backend='numba' needs Numba installed")
         self.backend = "numba" if kernels is not None else "numpy"
         self._kernels = kernels
-        self._weights_t = [np.ascontiguousarray(w.T) for w in self.weights]  # numpy path: x @ W.T
+        # the NumPy path computes x @ W.T with W.T contiguous; the compiled one has its own layouts
+        self._weights_t = [np.ascontiguousarray(w.T) for w in self.weights] if kernels is None else []
         if kernels is not None:
             self._fdata, self._ints = self._pack()
 
