@@ -1,8 +1,9 @@
 """The paper's efficiency metrics (Sokar et al., §4.3): network size S (Eq. 9), training FLOPs and LCA (Eq. 10).
 
 All three work on Stable-Baselines3's dense :class:`~stable_baselines3.TD3` / :class:`~stable_baselines3.SAC` /
-:class:`~stable_baselines3.DDPG`, sb3-contrib's ``TQC`` and ``CrossQ``, and on the sparse models of this package. A layer is *sparse* when it is an ``nn.Linear`` carrying a ``weight_mask``
-buffer (1 = the connection exists); its size is ``mask.sum()``. Any other ``nn.Linear`` counts all its weights.
+:class:`~stable_baselines3.DDPG`, sb3-contrib's ``TQC`` and ``CrossQ``, and on the sparse models of this package.
+A layer is *sparse* when it is an ``nn.Linear`` carrying a ``weight_mask`` buffer (1 = the connection exists); its
+size is ``mask.sum()``. Any other ``nn.Linear`` counts all its weights.
 
 FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
 ---------------------------------------------------------------

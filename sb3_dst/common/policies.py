@@ -245,23 +245,18 @@ class SparseTopologyMixin:
         """The policy's critic (:attr:`critic_class`) with each Q-network's hidden layers (and output layer, if
         asked) sparse: SB3's Q-networks, TQC's quantile networks or CrossQ's (whose BatchRenorm layers stay dense)."""
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)  # type: ignore[attr-defined]
-        critic = self.critic_class(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
+        critic: Any = self.critic_class(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
         extractor = self._extractor_layers(critic)
         for i, q_net in enumerate(critic.q_networks):
             layers = linear_layers(q_net)
             self._sparsify(f"critic qf{i}", hidden=extractor + layers[:-1], output=layers[-1:])
         return critic
 
-    def _sparsify_gaussian_actor(self, actor: nn.Module) -> None:
+    def _sparsify_gaussian_actor(self, actor: Any) -> None:
         """Mask a squashed-Gaussian actor (SAC, TQC, CrossQ): its ``latent_pi`` layers are hidden, its heads
         ``mu`` and ``log_std`` outputs. With gSDE, ``log_std`` is a parameter rather than a layer and stays dense."""
-        heads = [
-            m
-            for head in (actor.mu, actor.log_std)  # type: ignore[attr-defined]
-            if isinstance(head, nn.Module)
-            for m in linear_layers(head)
-        ]
-        hidden = self._extractor_layers(actor) + linear_layers(actor.latent_pi)  # type: ignore[attr-defined]
+        heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
+        hidden = self._extractor_layers(actor) + linear_layers(actor.latent_pi)
         self._sparsify("actor", hidden=hidden, output=heads)
 
     def _extractor_layers(self, network: nn.Module) -> list[nn.Linear]:
