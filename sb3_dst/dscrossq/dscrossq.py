@@ -44,12 +44,12 @@ class DSCrossQ(DSTMixin, CrossQ):
     }
 
     def _init_dst(self, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("target_pruning", "magnitude") != "magnitude":
-            raise ValueError(
-                f"{type(self).__name__} has no target networks: target_pruning={kwargs['target_pruning']!r} does "
-                "not apply (leave it at its default)"
-            )
         super()._init_dst(*args, **kwargs)
+        if self.target_pruning != "magnitude":
+            raise ValueError(
+                f"{type(self).__name__} has no target networks: target_pruning={self.target_pruning!r} does not "
+                "apply (leave it at its default)"
+            )
 
     def _update_period(self, network: str) -> int:
         """The actor is updated every ``policy_delay`` gradient steps, the critics at every step."""
