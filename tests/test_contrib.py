@@ -284,6 +284,50 @@ def test_save_load_and_resume(algo, small_kwargs, tmp_path):
     assert np.array_equal(model.predict(obs, deterministic=True)[0], again.predict(obs, deterministic=True)[0])
 
 
+@pytest.mark.parametrize("algo", DYNAMIC)
+def test_policy_actor_and_critic_save_and_load_on_their_own(algo, small_kwargs, tmp_path):
+    model = algo("MlpPolicy", "Pendulum-v1", seed=1, evolution_interval=20, **small_kwargs)
+    model.learn(100)  # evolved: the masks differ from freshly drawn ones
+    obs, actions = th.linspace(-1, 1, 48).reshape(16, 3), th.zeros(16, 1)
+    for part in ("policy", "actor", "critic"):
+        module = getattr(model, part)
+        module.save(tmp_path / part)
+        th.manual_seed(123)
+        loaded = type(module).load(tmp_path / part)
+        a, b = module.state_dict(), loaded.state_dict()
+        assert a.keys() == b.keys() and any(k.endswith(MASK_NAME) for k in a)
+        assert all(th.equal(a[k], b[k]) for k in a), part
+        module.set_training_mode(False)
+        loaded.set_training_mode(False)
+        with th.no_grad():
+            if part == "critic":
+                assert all(th.equal(x, y) for x, y in zip(module(obs, actions), loaded(obs, actions), strict=True))
+            else:
+                assert th.equal(module._predict(obs, deterministic=True), loaded._predict(obs, deterministic=True))
+
+
+@pytest.mark.parametrize("algo", [DSTQC, DSDDPG])
+def test_multi_input_policy_with_her(algo):
+    from stable_baselines3 import HerReplayBuffer
+    from stable_baselines3.common.envs import BitFlippingEnv
+
+    env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
+    model = algo(
+        "MultiInputPolicy",
+        env,
+        replay_buffer_class=HerReplayBuffer,
+        er_lambda=1.0,
+        policy_kwargs=dict(net_arch=[32, 32]),
+        learning_starts=20,
+        batch_size=16,
+        evolution_interval=10,
+        seed=0,
+    ).learn(120)
+    assert model.num_evolutions == 10
+    assert_absent_weights_zero(model)
+    assert_targets_hold_k(model)
+
+
 # --- metrics, by hand ---------------------------------------------------------------------------------------------
 
 
