@@ -70,7 +70,8 @@ class DSCrossQ(DSTMixin, CrossQ):
             self._n_updates += 1
             # L11: sample a mini-batch of N transitions from B
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+            discounts = getattr(replay_data, "discounts", None)  # n-step returns (recent SB3 only)
+            discounts = self.gamma if discounts is None else discounts
             if self.use_sde:
                 self.actor.reset_noise()
 

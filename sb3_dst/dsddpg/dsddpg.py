@@ -56,6 +56,8 @@ class DSDDPG(DSTD3):
         _init_setup_model: bool = True,
         **dst_kwargs: Any,
     ):
+        if n_steps != 1:  # n-step returns exist in recent SB3 only: pass the argument only when asked for
+            dst_kwargs["n_steps"] = n_steps
         super().__init__(
             policy,
             env,
@@ -71,7 +73,6 @@ class DSDDPG(DSTD3):
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             optimize_memory_usage=optimize_memory_usage,
-            n_steps=n_steps,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
             verbose=verbose,
