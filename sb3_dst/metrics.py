@@ -1,8 +1,9 @@
 """The paper's efficiency metrics (Sokar et al., §4.3): network size S (Eq. 9), training FLOPs and LCA (Eq. 10).
 
-All three work on Stable-Baselines3's dense :class:`~stable_baselines3.TD3` / :class:`~stable_baselines3.SAC` and on
-the sparse models of this package. A layer is *sparse* when it is an ``nn.Linear`` carrying a ``weight_mask``
-buffer (1 = the connection exists); its size is ``mask.sum()``. Any other ``nn.Linear`` counts all its weights.
+All three work on Stable-Baselines3's dense :class:`~stable_baselines3.TD3` / :class:`~stable_baselines3.SAC` /
+:class:`~stable_baselines3.DDPG`, sb3-contrib's ``TQC`` and ``CrossQ``, and on the sparse models of this package.
+A layer is *sparse* when it is an ``nn.Linear`` carrying a ``weight_mask`` buffer (1 = the connection exists); its
+size is ``mask.sum()``. Any other ``nn.Linear`` counts all its weights.
 
 FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
 ---------------------------------------------------------------
@@ -21,6 +22,15 @@ FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
   - SAC / DS-SAC (every step): actor forward + backward on s, actor forward on s', target critics forward,
     online critics forward + backward on (s, a) and again on (s, ã) for the actor loss (SB3 uses min(Q1, Q2)).
     The entropy temperature's update is element-wise and not counted.
+  - DDPG / DS-DDPG: as TD3 with d = 1 and one critic.
+  - TQC / DS-TQC: as SAC, each of the ``n_critics`` quantile networks ending in ``n_quantiles`` outputs (the
+    sorting and truncation of the target quantiles is not counted). The critic target is updated at the gradient
+    steps of each ``train()`` call whose index is a multiple of ``target_update_interval``, as TQC does.
+  - CrossQ / DS-CrossQ (no target networks), critic update (every step): actor forward on s', then the online
+    critics forward + backward on the joint batch of (s, a) and (s', a'), i.e. on ``2B`` samples (the backward
+    pass runs through the whole joint batch). Actor update (every ``policy_delay`` steps): actor forward +
+    backward on s, critics forward + backward on (s, ã). No target update. BatchRenorm layers are element-wise
+    and not counted.
   - Target update (every d steps for TD3; for SAC every ``target_update_interval`` steps, counted as SB3's SAC
     or DS-SAC really schedule it): Polyak averaging at 2 FLOPs per target parameter (existing connections for
     sparse layers, plus biases), and, for sparse target layers, the Maintain-sparsity selection (Algorithm 3)
@@ -120,8 +130,13 @@ def _q_network_sizes(critic: nn.Module) -> list[int]:
 
 
 def _is_sac(model: Any) -> bool:
-    # SAC has no target actor; TD3 (and its subclasses) have one.
+    # SAC, TQC and CrossQ have no target actor; TD3 (and DDPG) have one.
     return getattr(_policy(model), "actor_target", None) is None
+
+
+def _is_crossq(model: Any) -> bool:
+    # CrossQ is the only one without a critic target: its Bellman target comes from a joint pass of the critics.
+    return getattr(_policy(model), "critic_target", None) is None
 
 
 @dataclass(frozen=True)
@@ -138,12 +153,14 @@ class _Counts:
 
 
 def _count(policy: Any) -> _Counts:
-    targets = [policy.critic_target] + ([policy.actor_target] if getattr(policy, "actor_target", None) else [])
+    critic_target = getattr(policy, "critic_target", None)
+    actor_target = getattr(policy, "actor_target", None)
+    targets = [m for m in (critic_target, actor_target) if m is not None]
     return _Counts(
         actor=count_connections(policy.actor),
         q_networks=tuple(_q_network_sizes(policy.critic)),
-        actor_target=count_connections(policy.actor_target) if len(targets) == 2 else 0,
-        critic_target=sum(_q_network_sizes(policy.critic_target)),
+        actor_target=count_connections(actor_target) if actor_target is not None else 0,
+        critic_target=sum(_q_network_sizes(critic_target)) if critic_target is not None else 0,
         target_update=sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in targets),
         evolution=_sparse_matrix_entries(policy.actor) + _sparse_matrix_entries(policy.critic),
         absent=sum(_sparse_matrix_entries(m) - _sparse_connections(m) for m in (policy.actor, policy.critic)),
@@ -232,7 +249,13 @@ def _breakdown(model: Any, counts: _Counts, convention: Convention) -> FlopsBrea
     batch = float(model.batch_size)
     actor, critics = counts.actor, sum(counts.q_networks)
     paper = convention == "paper"
-    if _is_sac(model):
+    if _is_crossq(model):
+        # actor on s' (no grad) + online critics fwd/bwd on the joint batch of 2B samples; no target update
+        critic_update = batch * (actor + 2 * 3 * critics)
+        actor_update = batch * (3 * actor + 3 * critics)
+        actor_interval = 1 if paper else int(getattr(model, "policy_delay", 1))
+        target_rate = 0.0
+    elif _is_sac(model):
         # actor on s' (no grad) + target critics + online critics fwd/bwd on (s, a)
         critic_update = batch * (actor + counts.critic_target + 3 * critics)
         # actor fwd/bwd on s + critics fwd/bwd on (s, actor(s)) for min(Q1, Q2)
@@ -262,8 +285,9 @@ def _breakdown(model: Any, counts: _Counts, convention: Convention) -> FlopsBrea
 
 
 def _uses_global_update_counter(model: Any) -> bool:
-    """sb3-dst's SAC schedules the target update on the global gradient-step counter (see CONTRACT)."""
-    return hasattr(model, "num_evolutions")
+    """sb3-dst's SAC schedules the target update on the global gradient-step counter (see CONTRACT); SB3's SAC,
+    TQC and sb3-dst's TQC on the index inside each ``train()`` call."""
+    return hasattr(model, "num_evolutions") and not getattr(model, "per_call_target_updates", False)
 
 
 def _sac_target_updates_per_step(model: Any) -> float:
@@ -301,7 +325,10 @@ def _total_flops(model: Any, parts: FlopsBreakdown, convention: Convention = "ex
     n_updates = int(getattr(model, "_n_updates", 0))
     if convention == "paper":
         return n_updates * parts.per_gradient_step
-    if _is_sac(model):
+    if _is_crossq(model):
+        n_actor = n_updates // parts.actor_update_interval - base_updates // parts.actor_update_interval
+        n_target = 0
+    elif _is_sac(model):
         n_actor = n_updates - base_updates
         n_target = _sac_target_updates(model, n_updates) - _sac_target_updates(model, base_updates)
     else:

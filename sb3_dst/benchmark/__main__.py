@@ -30,8 +30,8 @@ def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
     if algos:
         parser.add_argument(
             "--algos", nargs="+", required=True,
-            help="TD3 Static-TD3 DS-TD3 Pruned-TD3 SAC Static-SAC DS-SAC Pruned-SAC, with overrides: "
-            "'DS-TD3:evolution_interval=200'",
+            help="TD3 Static-TD3 DS-TD3 Pruned-TD3, the same for SAC, DDPG, TQC and CrossQ (e.g. DS-TQC), "
+            "with overrides: 'DS-TD3:evolution_interval=200'",
         )  # fmt: skip
     parser.add_argument("--envs", nargs="+", required=True, help="gymnasium ids, e.g. HalfCheetah-v5 Hopper-v5")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

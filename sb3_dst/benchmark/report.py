@@ -7,7 +7,7 @@
   when evaluations are every 5000 steps, whatever Δ.
 - Costs (Table 3): network size S (Eq. 9) and the training FLOPs executed by the run
   (:func:`sb3_dst.metrics.training_flops`), with their ratio to the dense algorithm of the same family (TD3 for
-  the TD3 variants, SAC for the SAC ones) on the same task.
+  the TD3 variants, SAC for the SAC ones, likewise DDPG, TQC and CrossQ) on the same task.
 
 Only finished runs (with ``done.json``) are read.
 """

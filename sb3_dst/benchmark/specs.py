@@ -1,7 +1,8 @@
 """What a benchmark run is: algorithm variants, their hyperparameters, and one run's full configuration.
 
 Algorithms are named as in the paper: ``TD3``, ``Static-TD3``, ``DS-TD3``, ``SAC``, ``Static-SAC``, ``DS-SAC``, plus
-the gradual-magnitude-pruning baselines ``Pruned-TD3`` and ``Pruned-SAC`` (dense to sparse, evolution_interval 1000).
+the gradual-magnitude-pruning baselines ``Pruned-TD3`` and ``Pruned-SAC`` (dense to sparse, evolution_interval 1000),
+and the same four variants of ``DDPG`` (SB3), ``TQC`` and ``CrossQ`` (sb3-contrib), e.g. ``DS-TQC``.
 A *variant* adds keyword overrides after a colon, e.g. ``DS-TD3:evolution_interval=200`` or
 ``DS-TD3:sparsity=0.8,drop_fraction=0.1`` (values are Python literals).
 
@@ -41,10 +42,22 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "Static-SAC": ("sb3_dst:StaticSAC", "static_sac"),
     "DS-SAC": ("sb3_dst:DSSAC", "ds_sac"),
     "Pruned-SAC": ("sb3_dst:PrunedSAC", "pruned_sac"),
+    "DDPG": ("stable_baselines3:DDPG", "ddpg"),
+    "Static-DDPG": ("sb3_dst:StaticDDPG", "static_ddpg"),
+    "DS-DDPG": ("sb3_dst:DSDDPG", "ds_ddpg"),
+    "Pruned-DDPG": ("sb3_dst:PrunedDDPG", "pruned_ddpg"),
+    "TQC": ("sb3_contrib:TQC", "tqc"),
+    "Static-TQC": ("sb3_dst:StaticTQC", "static_tqc"),
+    "DS-TQC": ("sb3_dst:DSTQC", "ds_tqc"),
+    "Pruned-TQC": ("sb3_dst:PrunedTQC", "pruned_tqc"),
+    "CrossQ": ("sb3_contrib:CrossQ", "crossq"),
+    "Static-CrossQ": ("sb3_dst:StaticCrossQ", "static_crossq"),
+    "DS-CrossQ": ("sb3_dst:DSCrossQ", "ds_crossq"),
+    "Pruned-CrossQ": ("sb3_dst:PrunedCrossQ", "pruned_crossq"),
 }
 
-#: The dense baseline of each family, for FLOPs ratios.
-DENSE_BASELINE = {"TD3": "TD3", "SAC": "SAC"}
+#: The dense baseline of each family, for FLOPs ratios (each family is named after its dense algorithm).
+DENSE_BASELINE = {"TD3": "TD3", "SAC": "SAC", "DDPG": "DDPG", "TQC": "TQC", "CrossQ": "CrossQ"}
 
 # --- The paper's settings (reference.md §1) -------------------------------------------------------------
 
@@ -80,6 +93,42 @@ _SAC_COMMON: dict[str, Any] = {
 # Dense SAC: main-text soft update. Sparse SAC (Appendix A): hard update every 1000 gradient steps.
 _SAC_SOFT = {"tau": 0.005, "target_update_interval": 1}
 _SAC_HARD = {"tau": 1.0, "target_update_interval": 1000}
+# DDPG: the paper's TD3 settings without TD3's tricks (SB3's DDPG takes no policy_delay or target-policy noise).
+_DDPG_COMMON: dict[str, Any] = {
+    k: v for k, v in _TD3_COMMON.items() if k not in ("policy_delay", "target_policy_noise", "target_noise_clip")
+}
+# TQC and CrossQ have no settings in the paper: their library's defaults (TQC: 256-256, 25 quantiles, 2 dropped
+# per network, soft target update; CrossQ: actor 256-256, critics 1024-1024 with BatchRenorm, policy_delay 3, no
+# targets), the learned entropy coefficient, and SAC's warm-up. The sparse variants keep the dense schedule (no
+# hard target update) so that only the topology differs.
+_TQC_COMMON: dict[str, Any] = {
+    "policy": "MlpPolicy",
+    "learning_rate": 3e-4,
+    "buffer_size": 1_000_000,
+    "learning_starts": 10_000,
+    "batch_size": 256,
+    "tau": 0.005,
+    "gamma": 0.99,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "ent_coef": "auto",
+    "target_update_interval": 1,
+    "top_quantiles_to_drop_per_net": 2,
+    "policy_kwargs": {"net_arch": [256, 256], "n_quantiles": 25, "n_critics": 2},
+}
+_CROSSQ_COMMON: dict[str, Any] = {
+    "policy": "MlpPolicy",
+    "learning_rate": 1e-3,
+    "buffer_size": 1_000_000,
+    "learning_starts": 10_000,
+    "batch_size": 256,
+    "gamma": 0.99,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "ent_coef": "auto",
+    "policy_delay": 3,
+    "policy_kwargs": {"net_arch": {"pi": [256, 256], "qf": [1024, 1024]}},
+}
 
 # λ1/λ2 per task (v4 and v5 ids). λ1 for Ant/Humanoid v5 rescaled to the v3 sparsity level, as in the
 # repository's hyperparams/*.yml (see their comments); other tasks get 50 % sparsity.
@@ -101,9 +150,9 @@ _MUJOCO_VERSIONS = ("v4", "v5")
 
 
 def family(algo: str) -> str:
-    """``"TD3"`` or ``"SAC"``: the dense algorithm a (variant of an) algorithm builds on."""
-    base = AlgoSpec.parse(algo).base
-    return "SAC" if base.endswith("SAC") else "TD3"
+    """The dense algorithm a (variant of an) algorithm builds on: ``"TD3"``, ``"SAC"``, ``"DDPG"``, ``"TQC"`` or
+    ``"CrossQ"`` (the name after the ``Static-``/``DS-``/``Pruned-`` prefix)."""
+    return AlgoSpec.parse(algo).base.rpartition("-")[2]
 
 
 def _topology(env_id: str, by_name: Mapping[str, list[float]], by_id: Mapping[str, list[float]]) -> dict[str, Any]:
@@ -119,13 +168,25 @@ def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     """The paper's hyperparameters for base algorithm ``algo`` on ``env_id`` (rl-zoo3 keys)."""
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
-    if family(algo) == "TD3":
-        params = copy.deepcopy(_TD3_COMMON)
-        if algo != "TD3":
+    dense = family(algo)
+    if dense in ("TQC", "CrossQ"):
+        params = copy.deepcopy(_TQC_COMMON if dense == "TQC" else _CROSSQ_COMMON)
+        if algo != dense:
+            # TQC's networks are SAC's (256-256): the λ of DS-SAC. CrossQ's critics are 4x wider than its actor, so
+            # one λ would give them very different densities: the sparsity level of the paper's networks instead.
+            params.update(_topology(env_id, _SAC_LAMBDA, _SAC_LAMBDA_BY_ID) if dense == "TQC" else {"sparsity": 0.5})
+        if algo.startswith("DS-"):
+            params.update(drop_fraction=0.1, evolution_interval=1000)
+        if algo.startswith("Pruned-"):
+            params.update(evolution_interval=1000)
+        return params
+    if dense in ("TD3", "DDPG"):
+        params = copy.deepcopy(_TD3_COMMON if dense == "TD3" else _DDPG_COMMON)
+        if algo != dense:
             params.update(_topology(env_id, _TD3_LAMBDA, _TD3_LAMBDA_BY_ID))
-        if algo == "DS-TD3":
+        if algo.startswith("DS-"):
             params.update(drop_fraction=0.05, evolution_interval=1000)
-        if algo == "Pruned-TD3":
+        if algo.startswith("Pruned-"):
             params.update(evolution_interval=1000)
         return params
     params = copy.deepcopy(_SAC_COMMON)

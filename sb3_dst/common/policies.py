@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from gymnasium import spaces
 from stable_baselines3.common.policies import ContinuousCritic
@@ -202,6 +202,11 @@ class SparseTopologyMixin:
     critic_sparsity: float | None
     start_dense: bool
     sparse_features_extractor: bool
+    #: Hidden layers when ``net_arch`` is not given: the paper's 256-256, or None to keep the policy's own default
+    #: (CrossQ's wide critic).
+    default_net_arch: ClassVar[list[int] | None] = DEFAULT_NET_ARCH
+    #: The critic class ``make_critic`` builds (it must accept ``sparse_connections``, see SparseMasksMixin).
+    critic_class: ClassVar[type[nn.Module]] = SparseContinuousCritic
 
     def __init__(
         self,
@@ -229,21 +234,30 @@ class SparseTopologyMixin:
             sparsity_distribution, erk_power_scale, self.er_lambda, (sparsity, actor_sparsity, critic_sparsity)
         )
         self.start_dense = bool(start_dense)
-        net_arch = list(DEFAULT_NET_ARCH) if net_arch is None else net_arch
+        if net_arch is None and self.default_net_arch is not None:
+            net_arch = list(self.default_net_arch)
         super().__init__(observation_space, action_space, lr_schedule, net_arch, *args, **kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), **self._topology_kwargs()}  # type: ignore[misc]
 
-    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
-        """SB3's critic with each Q-network's hidden layers (and output layer, if asked) sparse."""
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> Any:
+        """The policy's critic (:attr:`critic_class`) with each Q-network's hidden layers (and output layer, if
+        asked) sparse: SB3's Q-networks, TQC's quantile networks or CrossQ's (whose BatchRenorm layers stay dense)."""
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)  # type: ignore[attr-defined]
-        critic = SparseContinuousCritic(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
+        critic: Any = self.critic_class(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
         extractor = self._extractor_layers(critic)
         for i, q_net in enumerate(critic.q_networks):
             layers = linear_layers(q_net)
             self._sparsify(f"critic qf{i}", hidden=extractor + layers[:-1], output=layers[-1:])
         return critic
+
+    def _sparsify_gaussian_actor(self, actor: Any) -> None:
+        """Mask a squashed-Gaussian actor (SAC, TQC, CrossQ): its ``latent_pi`` layers are hidden, its heads
+        ``mu`` and ``log_std`` outputs. With gSDE, ``log_std`` is a parameter rather than a layer and stays dense."""
+        heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
+        hidden = self._extractor_layers(actor) + linear_layers(actor.latent_pi)
+        self._sparsify("actor", hidden=hidden, output=heads)
 
     def _extractor_layers(self, network: nn.Module) -> list[nn.Linear]:
         """The layers of the features extractor of ``network`` to sparsify (none unless asked)."""

@@ -6,9 +6,7 @@ from typing import Any
 
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from stable_baselines3.sac.policies import Actor, SACPolicy
-from torch import nn
 
-from sb3_dst.common.masking import linear_layers
 from sb3_dst.common.policies import SparseMasksMixin, SparseTopologyMixin
 
 
@@ -31,10 +29,7 @@ class SparseSACPolicy(SparseTopologyMixin, SACPolicy):
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> SparseActor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
         actor = SparseActor(**actor_kwargs).to(self.device)
-        # With gSDE, log_std is a parameter rather than a layer and stays dense.
-        heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
-        hidden = self._extractor_layers(actor) + linear_layers(actor.latent_pi)
-        self._sparsify("actor", hidden=hidden, output=heads)
+        self._sparsify_gaussian_actor(actor)
         return actor
 
 
