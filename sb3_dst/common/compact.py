@@ -3,17 +3,19 @@
 A sparse layer's tensors (its weight, its ``weight_mask`` and the optimizer state of its weight) hold one value
 per position of the weight, but only the positions of the layer's connections carry information: elsewhere the
 weight is zero, the mask is zero and Adam's moments are held at constants (:func:`~sb3_dst.common.masking.
-settle_absent_state`). A compacted tensor is stored as
+settle_absent_state`). A compacted tensor is stored as a small dictionary (format version, shape, dtype and
+the kinds below) with one ``uint8`` tensor of data, in this order:
 
-- ``pattern``: the positions of the connections (the mask's non-zeros), bit-packed (one bit per entry);
-- ``present``: its values at those positions, and ``absent``: its values elsewhere, each either one value
-  repeated (``"constant"``), two values chosen by packed bits (``"two"``: absent weights are ``+0.0`` or
-  ``-0.0``, since masking a negative weight gives ``-0.0``), or every value (``"raw"``).
+- the positions of the connections (the mask's non-zeros), bit-packed (one bit per entry);
+- its values at those positions, then its values elsewhere, each part either one value repeated
+  (``"constant"``), two values chosen by packed bits (``"two"``: absent weights are ``+0.0`` or ``-0.0``, since
+  masking a negative weight gives ``-0.0``), or every value (``"raw"``), in the machine's byte order (as
+  ``torch.save`` writes tensors).
 
 Values are compared by their bits, so every tensor is restored exactly, signs of zeros included. A tensor whose
 compact form would not be smaller (a dense layer, a still-dense layer of gradual pruning) is stored as it is.
 
-The entries are plain dictionaries of tensors, integers and strings, which torch's ``weights_only`` loading (the
+The entries are plain dictionaries of a tensor, integers and strings, which torch's ``weights_only`` loading (the
 one SB3 uses) accepts. Everything here is a pure function of state dictionaries; the algorithms call
 :func:`compact_parameters` when saving and :func:`expand_parameters` when loading (which leaves dense tensors,
 hence files in the earlier format, as they are).
@@ -31,8 +33,9 @@ import torch as th
 FORMAT_KEY = "sb3_dst_compact"
 FORMAT_VERSION = 1
 MASK_SUFFIX = "weight_mask"
-#: Approximate bytes that each extra tensor adds to a file written by ``torch.save`` (record header, alignment).
-TENSOR_OVERHEAD = 192
+#: Approximate bytes that a compacted entry adds to a file written by ``torch.save`` beyond its data (the
+#: dictionary's keys and the tensor's record: about 250 bytes per tensor), to keep small tensors as they are.
+ENTRY_OVERHEAD = 320
 
 _BITS_DTYPE = {1: th.uint8, 2: th.int16, 4: th.int32, 8: th.int64}
 
@@ -71,34 +74,36 @@ def _bits(values: th.Tensor) -> th.Tensor:
     return values.view(_BITS_DTYPE[values.element_size()])
 
 
-def _encode_values(values: th.Tensor) -> dict[str, Any]:
-    """A flat tensor as one repeated value, two values chosen by packed bits, or all its values."""
+def _as_bytes(values: th.Tensor) -> th.Tensor:
+    return values.detach().contiguous().cpu().reshape(-1).view(th.uint8)
+
+
+def _encode_values(values: th.Tensor) -> tuple[str, list[th.Tensor]]:
+    """A flat tensor as one repeated value, two values chosen by packed bits, or all its values (kind and bytes)."""
     if values.numel() > 0:
         distinct, inverse = th.unique(_bits(values), return_inverse=True)
         if len(distinct) == 1:
-            return {"kind": "constant", "values": values[:1].clone()}
+            return "constant", [_as_bytes(values[:1])]
         if len(distinct) == 2:
-            first = values[:1].clone()
-            second = values[(inverse != inverse[0]).nonzero()[0]].clone()
-            return {"kind": "two", "values": th.cat([first, second]), "select": pack_bits(inverse != inverse[0])}
-    return {"kind": "raw", "values": values.clone()}
+            second = inverse != inverse[0]
+            pair = th.cat([values[:1], values[second.nonzero()[0]]])
+            return "two", [_as_bytes(pair), pack_bits(second)]
+    return "raw", [_as_bytes(values)]
 
 
-def _decode_values(encoded: Mapping[str, Any], count: int) -> th.Tensor:
-    values = encoded["values"]
-    kind = encoded["kind"]
+def _decode_values(kind: str, data: th.Tensor, count: int, dtype: th.dtype) -> tuple[th.Tensor, th.Tensor]:
+    """The ``count`` values that :func:`_encode_values` encoded at the start of ``data``, and the bytes after."""
+    size = th.empty((), dtype=dtype).element_size()
     if kind == "raw":
-        return values
+        return data[: count * size].clone().view(dtype), data[count * size :]
     if kind == "constant":
-        return values.expand(count)
+        return data[:size].clone().view(dtype).expand(count), data[size:]
     if kind == "two":
-        select = unpack_bits(encoded["select"], count).to(values.device)
-        return th.where(select, values[1], values[0])
+        pair = data[: 2 * size].clone().view(dtype)
+        n_select = (count + 7) // 8
+        select = unpack_bits(data[2 * size : 2 * size + n_select], count)
+        return th.where(select, pair[1], pair[0]), data[2 * size + n_select :]
     raise CompactFormatError(f"unknown kind of compacted values {kind!r}")
-
-
-def _encoded_bytes(encoded: Mapping[str, Any]) -> int:
-    return sum(v.numel() * v.element_size() + TENSOR_OVERHEAD for v in encoded.values() if isinstance(v, th.Tensor))
 
 
 def is_compact(entry: Any) -> bool:
@@ -108,41 +113,54 @@ def is_compact(entry: Any) -> bool:
 
 def compact_tensor(tensor: th.Tensor, present: th.Tensor) -> th.Tensor | dict[str, Any]:
     """``tensor`` in compact form given the positions ``present`` (boolean, same shape), or ``tensor`` itself when
-    the compact form would not be smaller. :func:`expand_tensor` restores it bit for bit."""
+    the compact form would not be smaller. :func:`expand_tensor` restores it bit for bit.
+
+    The compact form is a small dictionary: the format version, the shape, the dtype, the kinds of the values at
+    present and absent positions, and one ``uint8`` tensor holding the packed positions and the values' bytes.
+    """
     if not tensor.is_floating_point() or tensor.shape != present.shape or tensor.numel() == 0:
         return tensor
     flat, where = tensor.detach().reshape(-1), present.detach().reshape(-1).to(device=tensor.device, dtype=th.bool)
-    entry: dict[str, Any] = {
+    present_kind, present_bytes = _encode_values(flat[where])
+    absent_kind, absent_bytes = _encode_values(flat[~where])
+    data = th.cat([pack_bits(where), *present_bytes, *absent_bytes])
+    if data.numel() + ENTRY_OVERHEAD >= tensor.numel() * tensor.element_size():
+        return tensor
+    return {
         FORMAT_KEY: FORMAT_VERSION,
         "shape": list(tensor.shape),
-        "pattern": pack_bits(where),
-        "present": _encode_values(flat[where]),
-        "absent": _encode_values(flat[~where]),
+        "dtype": str(tensor.dtype).removeprefix("torch."),
+        "present": present_kind,
+        "absent": absent_kind,
+        "data": data.to(tensor.device),
     }
-    compact_bytes = entry["pattern"].numel() + TENSOR_OVERHEAD
-    compact_bytes += _encoded_bytes(entry["present"]) + _encoded_bytes(entry["absent"])
-    if compact_bytes >= tensor.numel() * tensor.element_size():
-        return tensor
-    return entry
 
 
 def expand_tensor(entry: Mapping[str, Any]) -> th.Tensor:
-    """The tensor that :func:`compact_tensor` compacted (same bits, dtype and device as the stored values)."""
+    """The tensor that :func:`compact_tensor` compacted (same bits, dtype and shape; on the device of its data)."""
     version = entry[FORMAT_KEY]
     if version != FORMAT_VERSION:
         raise CompactFormatError(
             f"this file holds compacted tensors of format {version}; this version of sb3-dst reads format "
             f"{FORMAT_VERSION} (and dense files): upgrade sb3-dst to load it"
         )
+    dtype = getattr(th, str(entry["dtype"]), None)
+    if not isinstance(dtype, th.dtype):
+        raise CompactFormatError(f"unknown dtype {entry['dtype']!r} in a compacted tensor")
     shape = [int(n) for n in entry["shape"]]
     count = int(np.prod(shape, dtype=np.int64))
-    present_values = entry["present"]["values"]
-    where = unpack_bits(entry["pattern"], count).to(present_values.device)
+    data = entry["data"]
+    n_pattern = (count + 7) // 8
+    where = unpack_bits(data[:n_pattern], count)
     n_present = int(where.sum())
-    out = th.empty(count, dtype=present_values.dtype, device=present_values.device)
-    out[where] = _decode_values(entry["present"], n_present)
-    out[~where] = _decode_values(entry["absent"], count - n_present)
-    return out.reshape(shape)
+    present, rest = _decode_values(str(entry["present"]), data[n_pattern:].cpu(), n_present, dtype)
+    absent, rest = _decode_values(str(entry["absent"]), rest, count - n_present, dtype)
+    if rest.numel():
+        raise CompactFormatError(f"a compacted tensor has {rest.numel()} bytes more than its values")
+    out = th.empty(count, dtype=dtype)
+    out[where] = present
+    out[~where] = absent
+    return out.reshape(shape).to(data.device)
 
 
 def _like(source: Mapping[Any, Any], items: dict[Any, Any]) -> dict[Any, Any]:
