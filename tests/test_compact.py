@@ -13,7 +13,7 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from sb3_dst import DSSAC, DSTD3, PrunedTD3, StaticTD3
+from sb3_dst import DSSAC, DSTD3, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
 from sb3_dst.common.compact import (
     FORMAT_KEY,
     CompactFormatError,
@@ -108,6 +108,8 @@ CASES = {
     "StaticTD3": (StaticTD3, dict(sparsity=0.8)),
     # mid-pruning: 150 gradient steps of a window 50-450, pruned every 25 (and on after saving)
     "PrunedTD3": (PrunedTD3, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
+    "StaticSAC": (StaticSAC, dict(sparsity=0.8)),
+    "PrunedSAC": (PrunedSAC, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
 }
 
 
@@ -132,7 +134,7 @@ def test_save_load_is_bit_for_bit_and_training_resumes_as_with_the_dense_format(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = make(name).learn(200)
-    if name == "PrunedTD3":
+    if name.startswith("Pruned"):
         fractions = [float(getattr(layer, MASK_NAME).mean()) for layer in sparse_linears(model.actor)]
         assert all(0.2 < f < 1.0 for f in fractions), fractions  # pruned some, not yet all
     model.save(tmp_path / "compact.zip")
@@ -159,7 +161,7 @@ def test_save_load_is_bit_for_bit_and_training_resumes_as_with_the_dense_format(
     for loaded in (compact, dense):
         assert same_bits(loaded.get_parameters(), expected)  # weights, masks, targets, optimizer state, steps
         assert all(same_bits(getattr(loaded, c), getattr(model, c)) for c in COUNTERS)
-        if algo is DSSAC:
+        if algo in (DSSAC, StaticSAC, PrunedSAC):
             assert same_bits(loaded.log_ent_coef, model.log_ent_coef)
         loaded.load_replay_buffer(tmp_path / "buffer.pkl")
         resume(loaded)
