@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
+import pathlib
 import warnings
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
+from stable_baselines3.common.save_util import load_from_zip_file, recursive_getattr
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
+from sb3_dst.common.compact import compact_parameters, expand_parameters, optimizer_patterns
 from sb3_dst.common.masking import (
     MASK_NAME,
     linear_layers,
@@ -124,6 +129,9 @@ class DSTMixin:
     #: Step Adam/AdamW with :mod:`sb3_dst.common.fused_adam` (bit for bit torch's step, and faster). Set it to
     #: False on a model to use torch's own ``optimizer.step()`` on masked gradients, for comparison.
     fused_adam: bool = True
+    #: Store sparse layers compactly in :meth:`save` (their connections' values and bit-packed positions, with
+    #: the optimizer state likewise). False writes SB3's dense format, which this package also loads.
+    compact_saves: bool = True
 
     # Set by SB3 base classes; declared for type checkers.
     policy: Any
@@ -447,10 +455,48 @@ class DSTMixin:
             "_size_records",
             "_flops_cache",
             "_grow_scores",
+            "_saving_compact",
         ]
 
-    def set_parameters(self, *args: Any, **kwargs: Any) -> None:
-        super().set_parameters(*args, **kwargs)  # type: ignore[misc]
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """SB3's ``save``, with the sparse layers stored compactly (:mod:`sb3_dst.common.compact`) unless
+        :attr:`compact_saves` is False: the file shrinks with density and ``load`` restores it bit for bit."""
+        self._saving_compact = bool(self.compact_saves)
+        try:
+            super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
+        finally:
+            self._saving_compact = False
+
+    def get_parameters(self) -> dict[str, dict]:
+        """SB3's ``get_parameters()``: ordinary (dense) state dicts, except inside :meth:`save`."""
+        params: dict[str, dict] = super().get_parameters()  # type: ignore[misc]
+        if not getattr(self, "_saving_compact", False):
+            return params
+        masks = {id(layer.weight): getattr(layer, MASK_NAME) for layer in sparse_linears(self.policy)}
+        patterns = {
+            name: optimizer_patterns(optimizer, masks)
+            for name in params
+            if isinstance(optimizer := recursive_getattr(self, name), th.optim.Optimizer)
+        }
+        return compact_parameters(params, patterns)
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | pathlib.Path | io.BufferedIOBase | dict[str, Any],
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """SB3's ``set_parameters`` (used by ``load``), which also reads compacted files and parameters."""
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+        super().set_parameters(expand_parameters(params), exact_match=exact_match, device=device)  # type: ignore[misc]
         self._setup_dst()
 
     # --- Called from train() -----------------------------------------------------------------------------
