@@ -13,7 +13,7 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from sb3_dst import DSSAC, DSTD3, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
+from sb3_dst import DSDDPG, DSSAC, DSTD3, DSTQC, DSCrossQ, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
 from sb3_dst.common.compact import (
     FORMAT_KEY,
     CompactFormatError,
@@ -110,6 +110,10 @@ CASES = {
     "PrunedTD3": (PrunedTD3, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
     "StaticSAC": (StaticSAC, dict(sparsity=0.8)),
     "PrunedSAC": (PrunedSAC, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
+    # sb3-contrib's TQC and CrossQ (no targets) and SB3's DDPG go through the same save path
+    "DSTQC": (DSTQC, dict(sparsity=0.8, evolution_interval=40)),
+    "DSCrossQ": (DSCrossQ, dict(sparsity=0.8, evolution_interval=40)),
+    "DSDDPG": (DSDDPG, dict(sparsity=0.8, evolution_interval=40)),
 }
 
 
@@ -161,7 +165,7 @@ def test_save_load_is_bit_for_bit_and_training_resumes_as_with_the_dense_format(
     for loaded in (compact, dense):
         assert same_bits(loaded.get_parameters(), expected)  # weights, masks, targets, optimizer state, steps
         assert all(same_bits(getattr(loaded, c), getattr(model, c)) for c in COUNTERS)
-        if algo in (DSSAC, StaticSAC, PrunedSAC):
+        if getattr(model, "log_ent_coef", None) is not None:  # SAC, TQC, CrossQ with a tuned α
             assert same_bits(loaded.log_ent_coef, model.log_ent_coef)
         loaded.load_replay_buffer(tmp_path / "buffer.pkl")
         resume(loaded)
