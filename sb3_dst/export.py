@@ -173,10 +173,47 @@ def _check_observation_space(space: spaces.Space) -> tuple[int, ...]:
     return tuple(int(n) for n in space.shape)
 
 
+def _normalization_affine(module: nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(s, t)`` with ``module(x) == s * x + t`` in evaluation mode, for batch (re)normalisation layers.
+
+    Covers torch's ``BatchNorm1d`` and sb3-contrib's ``BatchRenorm`` (CrossQ), both with running statistics: at
+    inference they are a fixed per-feature affine map, folded into the next linear layer by :func:`_sequential`.
+    """
+    mean: Any
+    var: Any
+    scale: Any
+    shift: Any
+    if isinstance(module, nn.BatchNorm1d) and module.running_mean is not None and module.running_var is not None:
+        mean, var, eps = module.running_mean, module.running_var, module.eps
+        scale, shift = module.weight, module.bias
+    elif hasattr(module, "ra_mean") and hasattr(module, "ra_var") and hasattr(module, "eps"):  # BatchRenorm
+        mean, var, eps = module.ra_mean, module.ra_var, float(module.eps)  # type: ignore[arg-type]
+        scale, shift = (module.scale, module.bias) if getattr(module, "affine", False) else (None, None)
+    else:
+        return None
+    inv_std = 1.0 / np.sqrt(var.detach().cpu().double().numpy() + float(eps))
+    s = inv_std if scale is None else scale.detach().cpu().double().numpy() * inv_std
+    t = -mean.detach().cpu().double().numpy() * s
+    if shift is not None:
+        t = t + shift.detach().cpu().double().numpy()
+    return s, t
+
+
 def _sequential(modules: Sequence[nn.Module], where: str) -> list[LayerSpec]:
-    """Linear layers each followed by at most one supported activation."""
+    """Linear layers each followed by at most one supported activation.
+
+    Batch (re)normalisation layers (CrossQ's actor) are folded into the next linear layer, ``W (s x + t) + b =
+    (W diag(s)) x + (W t + b)``, which scales columns and keeps the layer's sparsity pattern.
+    """
     layers: list[LayerSpec] = []
+    pending: tuple[np.ndarray, np.ndarray] | None = None  # a normalisation waiting for the next linear layer
     for module in modules:
+        affine = _normalization_affine(module)
+        if affine is not None:
+            if pending is not None:  # two in a row compose: s2 (s1 x + t1) + t2
+                affine = (affine[0] * pending[0], affine[0] * pending[1] + affine[1])
+            pending = affine
+            continue
         if isinstance(module, nn.Linear):
             weight = module.weight.detach().cpu().numpy().astype(np.float32)
             bias = (
@@ -184,6 +221,11 @@ def _sequential(modules: Sequence[nn.Module], where: str) -> list[LayerSpec]:
                 if module.bias is not None
                 else np.zeros(module.out_features, dtype=np.float32)
             )
+            if pending is not None:
+                s, t = pending
+                bias = (bias.astype(np.float64) + weight.astype(np.float64) @ t).astype(np.float32)
+                weight = (weight.astype(np.float64) * s[None, :]).astype(np.float32)
+                pending = None
             mask = getattr(module, MASK_NAME, None)
             mask_array = None if mask is None else mask.detach().cpu().numpy() != 0
             layers.append(LayerSpec(weight.copy(), bias.copy(), "identity", mask_array))
@@ -196,6 +238,8 @@ def _sequential(modules: Sequence[nn.Module], where: str) -> list[LayerSpec]:
                 f"export: module {type(module).__name__} in {where} is not supported yet "
                 f"(linear layers with ReLU/Tanh activations only)"
             )
+    if pending is not None:
+        raise NotImplementedError(f"export: {where} ends with a normalisation layer (not supported yet)")
     return layers
 
 
@@ -209,22 +253,27 @@ def _flatten(module: nn.Module) -> list[nn.Module]:
 def policy_spec(model: Any, vec_normalize: Any = None) -> PolicySpec:
     """Extract what :func:`export` writes from a TD3/SAC model (SB3's or this package's) or its policy.
 
-    :param model: a trained ``TD3``/``SAC``/``DSTD3``/``DSSAC``/``StaticTD3``/``StaticSAC`` or its ``policy``.
+    :param model: a trained TD3/SAC-family model (SB3's ``TD3``, ``DDPG``, ``SAC``, sb3-contrib's ``TQC`` and
+        ``CrossQ``, or this package's sparse versions of them) or its ``policy``.
     :param vec_normalize: the ``VecNormalize`` wrapper the model was trained with, if any: its observation
         normalisation (``obs_rms``, ``epsilon``, ``clip_obs``) is applied first. Reward normalisation is ignored.
     :raises NotImplementedError: for Dict, image or non-Box observations, gSDE, custom feature extractors or
         activations other than ReLU/Tanh ("not supported yet").
-    :raises TypeError: for a model that is not a TD3 or SAC model.
+    :raises TypeError: for a model outside the TD3/SAC families.
     """
     from stable_baselines3.common.torch_layers import FlattenExtractor
     from stable_baselines3.sac.policies import Actor as SACActor
     from stable_baselines3.td3.policies import Actor as TD3Actor
 
     policy = getattr(model, "policy", model)
-    actor = getattr(policy, "actor", None)
+    actor: Any = getattr(policy, "actor", None)
     obs_shape = _check_observation_space(policy.observation_space)
-    if not isinstance(actor, (TD3Actor, SACActor)):
-        raise TypeError(f"export: expected a TD3 or SAC model (or policy), got {type(model).__name__}")
+    # TQC's and CrossQ's actors (sb3-contrib) are SAC's squashed Gaussian: the mean action is tanh(mu(latent_pi(x)))
+    gaussian = isinstance(actor, SACActor) or all(hasattr(actor, a) for a in ("latent_pi", "mu", "log_std", "use_sde"))
+    if not (isinstance(actor, TD3Actor) or gaussian):
+        raise TypeError(
+            f"export: expected a TD3, DDPG, SAC, TQC or CrossQ model (or policy), got {type(model).__name__}"
+        )
     if not isinstance(actor.features_extractor, FlattenExtractor):
         raise NotImplementedError(
             f"export: feature extractor {type(actor.features_extractor).__name__} is not supported yet "
@@ -246,12 +295,12 @@ def policy_spec(model: Any, vec_normalize: Any = None) -> PolicySpec:
         algorithm = "sac"
         if actor.use_sde:
             raise NotImplementedError("export: SAC with gSDE (use_sde=True) is not supported yet")
-        layers = _sequential(_flatten(actor.latent_pi), "the SAC actor's latent_pi")
-        head = _sequential(_flatten(actor.mu), "the SAC actor's mu")
-        if len(head) != 1 or head[0].activation != "identity":
+        head = _flatten(actor.mu)
+        if len(head) != 1 or not isinstance(head[0], nn.Linear):
             raise NotImplementedError("export: the SAC actor's mu must be one linear layer")
-        head[0].activation = "tanh"  # the squashed Gaussian's mode: tanh(mean)
-        layers += head
+        # one pass over latent_pi and mu, so that a normalisation ending latent_pi (CrossQ) folds into mu
+        layers = _sequential(_flatten(actor.latent_pi) + head, "the SAC actor's latent_pi and mu")
+        layers[-1].activation = "tanh"  # the squashed Gaussian's mode: tanh(mean)
     spec = PolicySpec(
         algorithm=algorithm,
         obs_shape=obs_shape,

@@ -20,7 +20,7 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from torch import nn
 
-from sb3_dst import DSSAC, DSTD3, StaticTD3
+from sb3_dst import DSSAC, DSTD3, DSTQC, DSCrossQ, DSDDPG, PrunedTD3, StaticTD3
 from sb3_dst import inference as inference_module
 from sb3_dst.export import export, policy_spec
 from sb3_dst.inference import SparsePolicy
@@ -36,6 +36,12 @@ MODELS = {
     "StaticTD3": (StaticTD3, dict(er_lambda=[1.0, 8.0])),
     "TD3": (TD3, {}),
     "SAC": (SAC, {}),
+    # the other DST algorithms: DDPG (TD3's actor), TQC (SAC's), CrossQ (SAC's with batch renormalisation, folded
+    # into the next linear layer), gradual pruning mid-way (part of the connections pruned)
+    "DSDDPG": (DSDDPG, dict(sparsity=0.9, evolution_interval=10)),
+    "DSTQC": (DSTQC, dict(sparsity=0.9, evolution_interval=10)),
+    "DSCrossQ": (DSCrossQ, dict(sparsity=0.9, evolution_interval=10)),
+    "PrunedTD3": (PrunedTD3, dict(sparsity=0.9, evolution_interval=10, pruning_start=0, pruning_end=100)),
 }
 
 COMPILER = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
