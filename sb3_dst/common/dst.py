@@ -16,6 +16,7 @@ from torch import nn
 from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.masking import (
     MASK_NAME,
+    apply_masks,
     linear_layers,
     masked_step,
     mirror_nonzero_pattern,
@@ -450,8 +451,19 @@ class DSTMixin:
         ]
 
     def set_parameters(self, *args: Any, **kwargs: Any) -> None:
+        """SB3's ``set_parameters``, then the sparsity is enforced again on what was loaded.
+
+        Parameters from :meth:`get_parameters` or a saved file carry the ``weight_mask`` buffers, which replace
+        the model's masks. Weights loaded without masks (``exact_match=False``, e.g. from a dense model) keep
+        the model's masks: absent weights are zeroed and each sparse target layer keeps as many connections as
+        its online layer (Algorithm 3).
+        """
         super().set_parameters(*args, **kwargs)  # type: ignore[misc]
         self._setup_dst()
+        for name, layers in self._sparse_layers.items():
+            apply_masks(layers)
+            for target in self._target_sparsity.get(name, []):
+                target.maintain()
 
     # --- Called from train() -----------------------------------------------------------------------------
 
