@@ -3,6 +3,8 @@ other options of SB3's TD3/SAC (action dtypes, vectorized envs, replay buffers, 
 
 from __future__ import annotations
 
+import importlib.util
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -430,3 +432,38 @@ def test_set_parameters_without_masks_keeps_the_models_masks(algo, small_kwargs)
     assert_sparse_and_targets_match(model)
     model.learn(60)
     assert_sparse_and_targets_match(model)
+
+
+# --- 8. TensorBoard run names ------------------------------------------------------------------------------------
+
+
+def logged_run_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ``tb_log_name`` each ``learn()`` hands to SB3's logger set-up (recorded, logging to stdout only)."""
+    from stable_baselines3.common import base_class
+
+    names: list[str] = []
+    configure = base_class.utils.configure_logger
+
+    def record(verbose, tensorboard_log, tb_log_name, reset_num_timesteps=True):
+        names.append(tb_log_name)
+        return configure(verbose, None, tb_log_name, reset_num_timesteps)
+
+    monkeypatch.setattr(base_class.utils, "configure_logger", record)
+    return names
+
+
+@pytest.mark.parametrize("algo", [DSTD3, StaticSAC, PrunedTD3])
+def test_tensorboard_runs_are_named_after_the_algorithm(algo, small_kwargs, monkeypatch, tmp_path):
+    names = logged_run_names(monkeypatch)
+    model = algo("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs)
+    model.learn(10)
+    model.learn(10, tb_log_name="mine")
+    assert names == [algo.__name__, "mine"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
+def test_tensorboard_run_folders_are_named_after_the_algorithm(small_kwargs, tmp_path):
+    for _ in range(2):
+        StaticSAC("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs).learn(10)
+    DSTD3("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs).learn(10, tb_log_name="TD3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["StaticSAC_1", "StaticSAC_2", "TD3_1"]

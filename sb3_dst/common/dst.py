@@ -419,6 +419,26 @@ class DSTMixin:
 
     # --- SB3 hooks ---------------------------------------------------------------------------------------
 
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> Any:
+        """SB3's ``learn()``; TensorBoard runs are named after the algorithm by default (``DSTD3_1``,
+        ``StaticSAC_2``, ...) rather than SB3's ``TD3``/``SAC``. An explicit ``tb_log_name`` is kept."""
+        return super().learn(  # type: ignore[misc]
+            total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=type(self).__name__ if tb_log_name is None else tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
         """Add a :class:`DSTCallback` unless the user passed one.
 
