@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 import numbers
 import warnings
@@ -78,6 +81,22 @@ def _as_callback(callback: Any) -> Any:
     return ConvertCallback(callback)
 
 
+def unknown_keyword_message(cls: type, key: str, sb3_keywords: frozenset[str] | None = None) -> str:
+    """``cls`` takes no ``key``: the message names them, suggests close keywords and lists the DST keywords."""
+    if sb3_keywords is None:
+        sb3_keywords = _base_keywords(cls) or frozenset()
+    dst_keys = cls.dst_keywords()  # type: ignore[attr-defined]
+    other_dst = (*TOPOLOGY_KEYS, *EVOLUTION_KEYS, *PRUNING_KEYS, "target_pruning")
+    candidates = sorted({*dst_keys, *other_dst, *sb3_keywords} - {"policy", "env", "_init_setup_model"})
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.75)
+    suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    base = next((c.__name__ for c in cls.__mro__ if c.__module__.startswith("stable_baselines3.")), "SB3")
+    return (
+        f"{cls.__name__} got an unknown keyword {key!r}{suggestion}. Its DST keywords are "
+        f"{', '.join(dst_keys)}; every other keyword goes to SB3's {base}."
+    )
+
+
 def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
     if isinstance(callback, DSTCallback):
         return callback
@@ -100,6 +119,21 @@ def _check_steps(value: Any, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+class UnknownKeywordError(TypeError):
+    """A keyword that neither the algorithm's DST hyperparameters nor SB3's base algorithm take."""
+
+
+@functools.cache
+def _base_keywords(cls: type) -> frozenset[str] | None:
+    """Keywords of the SB3 algorithm after :class:`DSTMixin` in ``cls``'s MRO (None if it takes ``**kwargs``)."""
+    mro = cls.__mro__
+    base = mro[mro.index(DSTMixin) + 1]
+    parameters = inspect.signature(base.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(name for name in parameters if name != "self")
 
 
 #: Gradient steps between two settles of the optimizer state of absent connections (0.999^1000 ≈ 0.37).
@@ -160,6 +194,7 @@ class DSTMixin:
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
+        self._check_keywords(kwargs)
         super().__init__(policy, env, _init_setup_model=False, **kwargs)  # type: ignore[call-arg]
         self._init_dst(
             er_lambda,
@@ -180,6 +215,23 @@ class DSTMixin:
         )
         if _init_setup_model:
             self._setup_model()
+
+    @classmethod
+    def dst_keywords(cls) -> tuple[str, ...]:
+        """The DST hyperparameters this algorithm takes (besides every keyword of SB3's base algorithm)."""
+        accepted = {"evolve": EVOLUTION_KEYS, "prune": PRUNING_KEYS, "static": ()}[cls.topology_mode]
+        return (*TOPOLOGY_KEYS, *accepted, "target_pruning")
+
+    @classmethod
+    def _check_keywords(cls, kwargs: dict[str, Any]) -> None:
+        """Raise :class:`UnknownKeywordError` for a keyword neither the DST part nor SB3's algorithm takes (a
+        typo such as ``drop_fracton`` would otherwise surface as SB3's ``TD3.__init__()`` error)."""
+        sb3_keywords = _base_keywords(cls)
+        if sb3_keywords is None:
+            return
+        for key in kwargs:
+            if key not in sb3_keywords:
+                raise UnknownKeywordError(unknown_keyword_message(cls, key, sb3_keywords))
 
     def _setup_model(self) -> None:
         """Build SB3's model with the sparse policy (Algorithm 1, L2-L5), then cache the DST bookkeeping."""
