@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import inspect
 import math
 import numbers
@@ -125,15 +124,17 @@ class UnknownKeywordError(TypeError):
     """A keyword that neither the algorithm's DST hyperparameters nor SB3's base algorithm take."""
 
 
-@functools.cache
-def _base_keywords(cls: type) -> frozenset[str] | None:
+_BASE_KEYWORDS: dict[type, frozenset[str] | None] = {}
+
+
+def _base_keywords(cls: Any) -> frozenset[str] | None:
     """Keywords of the SB3 algorithm after :class:`DSTMixin` in ``cls``'s MRO (None if it takes ``**kwargs``)."""
-    mro = cls.__mro__
-    base = mro[mro.index(DSTMixin) + 1]
-    parameters = inspect.signature(base.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return None
-    return frozenset(name for name in parameters if name != "self")
+    if cls not in _BASE_KEYWORDS:
+        mro = cls.__mro__
+        parameters = inspect.signature(mro[mro.index(DSTMixin) + 1]).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        _BASE_KEYWORDS[cls] = None if takes_any else frozenset(parameters)
+    return _BASE_KEYWORDS[cls]
 
 
 #: Gradient steps between two settles of the optimizer state of absent connections (0.999^1000 ≈ 0.37).

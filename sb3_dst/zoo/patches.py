@@ -109,7 +109,7 @@ def _check_keywords(manager: Any) -> None:
     """Stop with a short message if the hyperparameters hold a keyword the algorithm does not take."""
     from sb3_dst.common.dst import UnknownKeywordError, _base_keywords, unknown_keyword_message
 
-    cls = algorithm_classes()[manager.algo]
+    cls: Any = algorithm_classes()[manager.algo]
     sb3_keywords = _base_keywords(cls)
     if sb3_keywords is None:
         return
