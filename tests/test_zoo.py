@@ -358,7 +358,7 @@ def test_mistyped_dst_key_stops_with_a_short_message(tmp_path: Path, optimize: b
     with pytest.raises(SystemExit) as stop:
         manager.setup_experiment()
     message = str(stop.value)
-    assert message.startswith("error: DSTD3 got an unknown keyword 'drop_fracton'")
+    assert message.startswith("error: DSTD3 got an unexpected keyword argument 'drop_fracton'")
     assert "did you mean 'drop_fraction'?" in message and "evolution_interval" in message
     assert "ds_td3.yml or from -params" in message and "Traceback" not in message
 
@@ -366,7 +366,8 @@ def test_mistyped_dst_key_stops_with_a_short_message(tmp_path: Path, optimize: b
 def test_mistyped_key_in_python_names_it_and_suggests_the_right_one() -> None:
     from sb3_dst.common.dst import UnknownKeywordError
 
-    with pytest.raises(TypeError, match=r"DSTD3 got an unknown keyword 'drop_fracton' \(did you mean 'drop_fraction'"):
+    expected = r"DSTD3 got an unexpected keyword argument 'drop_fracton' \(did you mean 'drop_fraction'\?\)"
+    with pytest.raises(TypeError, match=expected):
         DSTD3("MlpPolicy", "Pendulum-v1", drop_fracton=0.1)
     with pytest.raises(UnknownKeywordError, match=r"PrunedSAC .* 'pruning_strat' \(did you mean 'pruning_start'"):
         PrunedSAC("MlpPolicy", "Pendulum-v1", pruning_strat=10)

@@ -91,7 +91,7 @@ def unknown_keyword_message(cls: type, key: str, sb3_keywords: frozenset[str] | 
     suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
     base = next((c.__name__ for c in cls.__mro__ if c.__module__.startswith("stable_baselines3.")), "SB3")
     return (
-        f"{cls.__name__} got an unknown keyword {key!r}{suggestion}. Its DST keywords are "
+        f"{cls.__name__} got an unexpected keyword argument {key!r}{suggestion}. Its DST keywords are "
         f"{', '.join(dst_keys)}; every other keyword goes to SB3's {base}."
     )
 
