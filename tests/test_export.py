@@ -20,7 +20,7 @@ from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from torch import nn
 
-from sb3_dst import DSSAC, DSTD3, DSTQC, DSCrossQ, DSDDPG, PrunedTD3, StaticTD3
+from sb3_dst import DSDDPG, DSSAC, DSTD3, DSTQC, DSCrossQ, PrunedTD3, StaticTD3
 from sb3_dst import inference as inference_module
 from sb3_dst.export import export, policy_spec
 from sb3_dst.inference import SparsePolicy

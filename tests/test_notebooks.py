@@ -30,5 +30,8 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "gradient steps" in text
+    assert "ipywidgets" not in text  # no progress-bar warning at every refresh
+    left = [p.name for p in tmp_path.iterdir() if p.name != "MUJOCO_LOG.TXT"]  # MuJoCo's own warnings log
+    assert not left, f"the notebook left files in its working directory: {left}"
     if path.stem == "quickstart":
         assert "masks and weights identical after load: True" in text

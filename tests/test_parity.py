@@ -1,6 +1,9 @@
-"""Parity with Stable-Baselines3 (issue #12): callbacks, standalone policies, observation types, gSDE."""
+"""Parity with Stable-Baselines3 (issue #12): callbacks, standalone policies, observation types, gSDE, and the
+other options of SB3's TD3/SAC (action dtypes, vectorized envs, replay buffers, architectures, loading)."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import gymnasium as gym
 import numpy as np
@@ -8,11 +11,14 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import HerReplayBuffer
+from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.envs import BitFlippingEnv
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import BitFlippingEnv, SimpleMultiObsEnv
 from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecNormalize
 
-from sb3_dst import DSSAC, DSTD3, StaticSAC, StaticTD3
+from sb3_dst import DSSAC, DSTD3, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
 from sb3_dst.common.masking import MASK_NAME, sparse_linears
 
 ALGOS = [DSTD3, DSSAC]
@@ -281,3 +287,193 @@ def test_sparse_features_extractor_refuses_what_it_cannot_do(policy, env, extra,
     small_kwargs["policy_kwargs"].update(sparse_features_extractor=True, **extra)
     with pytest.raises(ValueError, match=message):
         DSTD3(policy, env(), buffer_size=100, **small_kwargs)
+
+
+# --- 7. everything else SB3's TD3/SAC accept -------------------------------------------------------------------
+
+
+class Float64Actions(gym.Wrapper):
+    """Pendulum with a float64 action space (SB3 casts actions to the space's dtype)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.action_space = spaces.Box(-2.0, 2.0, (1,), np.float64)
+
+
+def frame_stacked_dict_env() -> VecFrameStack:
+    return VecFrameStack(DummyVecEnv([lambda: SimpleMultiObsEnv(random_start=False, discrete_actions=False)]), 2)
+
+
+def option_kwargs(option: str, small_kwargs: dict) -> tuple[str, object, dict]:
+    """(policy, env, keywords) of a TD3/SAC option on a tiny problem."""
+    policy, env, extra = "MlpPolicy", "Pendulum-v1", {}
+    if option == "float64_actions":
+        env = Float64Actions(gym.make("Pendulum-v1"))
+    elif option == "vec_normalize":
+        env = VecNormalize(make_vec_env("Pendulum-v1", 1))
+    elif option == "frame_stacked_dict":
+        policy, env = "MultiInputPolicy", frame_stacked_dict_env()
+    elif option == "n_step":
+        extra = dict(replay_buffer_class=NStepReplayBuffer, replay_buffer_kwargs=dict(n_steps=3))
+    elif option == "optimize_memory_usage":
+        extra = dict(optimize_memory_usage=True, replay_buffer_kwargs=dict(handle_timeout_termination=False))
+    elif option == "net_arch_dict":
+        small_kwargs["policy_kwargs"]["net_arch"] = dict(pi=[32, 32], qf=[16, 16])
+    elif option == "activation_fn":
+        small_kwargs["policy_kwargs"]["activation_fn"] = th.nn.Tanh
+    elif option.startswith("n_critics"):
+        small_kwargs["policy_kwargs"]["n_critics"] = int(option[-1])
+    return policy, env, {**extra, **small_kwargs}
+
+
+OPTIONS = [
+    "float64_actions",
+    "vec_normalize",
+    "frame_stacked_dict",
+    "n_step",
+    "optimize_memory_usage",
+    "net_arch_dict",
+    "activation_fn",
+    "n_critics_1",
+    "n_critics_3",
+]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("option", OPTIONS)
+def test_sb3_options_train_evolve_and_keep_the_sparsity(algo, option, small_kwargs):
+    policy, env, kwargs = option_kwargs(option, small_kwargs)
+    model = algo(policy, env, buffer_size=500, seed=9, evolution_interval=10, **kwargs)
+    model.learn(90)
+    assert model._n_updates == 40 and model.num_evolutions == 4
+    assert_sparse_and_targets_match(model)
+    if option == "net_arch_dict":
+        assert [tuple(x.weight.shape) for x in sparse_linears(model.actor)] == [(32, 3), (32, 32)]
+        assert [tuple(x.weight.shape) for x in sparse_linears(model.critic)] == [(16, 4), (16, 16)] * 2
+    if option == "activation_fn":
+        assert any(isinstance(m, th.nn.Tanh) for m in model.actor.modules())
+        assert any(isinstance(m, th.nn.Tanh) for m in model.critic.modules())
+    if option.startswith("n_critics"):
+        n_critics = int(option[-1])
+        assert len(model.critic.q_networks) == len(model.critic_target.q_networks) == n_critics
+        assert len(sparse_linears(model.critic)) == 2 * n_critics
+
+
+@pytest.mark.parametrize("algo", [StaticTD3, StaticSAC, PrunedTD3, PrunedSAC])
+@pytest.mark.parametrize("option", ["vec_normalize", "n_step", "n_critics_3"])
+def test_sb3_options_with_the_static_and_pruned_baselines(algo, option, small_kwargs):
+    policy, env, kwargs = option_kwargs(option, small_kwargs)
+    extra = dict(evolution_interval=10) if algo.topology_mode == "prune" else {}
+    model = algo(policy, env, buffer_size=500, seed=9, **extra, **kwargs)
+    model.learn(90)
+    assert_sparse_and_targets_match(model)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_subprocess_vec_env(algo, small_kwargs):
+    env = make_vec_env("Pendulum-v1", 2, vec_env_cls=SubprocVecEnv)
+    try:
+        model = algo("MlpPolicy", env, buffer_size=500, seed=10, evolution_interval=10, **small_kwargs)
+        model.learn(130)  # 2 envs: one gradient step per 2 transitions after learning_starts
+        assert model.num_timesteps == 130 and model.num_evolutions >= 3
+        assert_sparse_and_targets_match(model)
+    finally:
+        env.close()
+
+
+SIX_ALGOS = [DSTD3, DSSAC, StaticTD3, StaticSAC, PrunedTD3, PrunedSAC]
+
+
+def evolution_kwargs(algo) -> dict:
+    """An evolution (or pruning step) every 10 gradient steps, for the algorithms that change their topology."""
+    return {} if algo.topology_mode == "static" else dict(evolution_interval=10)
+
+
+@pytest.mark.parametrize("algo", SIX_ALGOS)
+def test_load_with_env_and_custom_objects_then_set_env(algo, small_kwargs, tmp_path):
+    model = algo("MlpPolicy", "Pendulum-v1", seed=11, **evolution_kwargs(algo), **small_kwargs)
+    model.learn(80)
+    model.save(tmp_path / "model.zip")
+    masks = [getattr(x, MASK_NAME).clone() for x in sparse_linears(model.policy)]
+    loaded = algo.load(
+        tmp_path / "model.zip", env=gym.make("Pendulum-v1"), custom_objects=dict(learning_rate=1e-4, gamma=0.9)
+    )
+    assert loaded.learning_rate == 1e-4 and loaded.gamma == 0.9
+    assert all(th.equal(getattr(x, MASK_NAME), m) for x, m in zip(sparse_linears(loaded.policy), masks, strict=True))
+    loaded.learn(40, reset_num_timesteps=False)
+    assert_sparse_and_targets_match(loaded)
+    loaded.set_env(make_vec_env("Pendulum-v1", 1))
+    loaded.learn(40, reset_num_timesteps=False)
+    assert loaded._n_updates == 110
+    if algo.dynamic:
+        assert loaded.num_evolutions == 11
+    assert_sparse_and_targets_match(loaded)
+
+
+@pytest.mark.parametrize("algo", SIX_ALGOS)
+def test_get_and_set_parameters_carry_the_masks(algo, small_kwargs):
+    model = algo("MlpPolicy", "Pendulum-v1", seed=12, **evolution_kwargs(algo), **small_kwargs)
+    model.learn(80)
+    params = model.get_parameters()
+    assert any(k.endswith(MASK_NAME) for k in params["policy"])
+    other = algo("MlpPolicy", "Pendulum-v1", seed=13, **small_kwargs)
+    other.set_parameters(params)
+    for a, b in zip(sparse_linears(model.policy), sparse_linears(other.policy), strict=True):
+        assert th.equal(getattr(a, MASK_NAME), getattr(b, MASK_NAME)) and th.equal(a.weight, b.weight)
+    assert_sparse_and_targets_match(other)
+    other.learn(60)
+    assert_sparse_and_targets_match(other)
+
+
+@pytest.mark.parametrize("algo", SIX_ALGOS)
+def test_set_parameters_without_masks_keeps_the_models_masks(algo, small_kwargs):
+    """Dense weights (no ``weight_mask`` entries, ``exact_match=False``): the model's masks stay and absent
+    weights are zeroed, in the online networks and their targets."""
+    dense = algo("MlpPolicy", "Pendulum-v1", seed=14, **small_kwargs).get_parameters()
+    for key, value in dense["policy"].items():
+        if key.endswith(".weight"):
+            value.copy_(th.randn_like(value))  # dense weights, non-zero everywhere
+    weights_only = {"policy": {k: v for k, v in dense["policy"].items() if not k.endswith(MASK_NAME)}}
+    model = algo("MlpPolicy", "Pendulum-v1", seed=15, **small_kwargs)
+    masks = [getattr(x, MASK_NAME).clone() for x in sparse_linears(model.actor) + sparse_linears(model.critic)]
+    model.set_parameters(weights_only, exact_match=False)
+    layers = sparse_linears(model.actor) + sparse_linears(model.critic)
+    assert all(th.equal(getattr(x, MASK_NAME), m) for x, m in zip(layers, masks, strict=True))
+    assert_sparse_and_targets_match(model)
+    model.learn(60)
+    assert_sparse_and_targets_match(model)
+
+
+# --- 8. TensorBoard run names ------------------------------------------------------------------------------------
+
+
+def logged_run_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ``tb_log_name`` each ``learn()`` hands to SB3's logger set-up (recorded, logging to stdout only)."""
+    from stable_baselines3.common import base_class
+
+    names: list[str] = []
+    configure = base_class.utils.configure_logger
+
+    def record(verbose, tensorboard_log, tb_log_name, reset_num_timesteps=True):
+        names.append(tb_log_name)
+        return configure(verbose, None, tb_log_name, reset_num_timesteps)
+
+    monkeypatch.setattr(base_class.utils, "configure_logger", record)
+    return names
+
+
+@pytest.mark.parametrize("algo", [DSTD3, StaticSAC, PrunedTD3])
+def test_tensorboard_runs_are_named_after_the_algorithm(algo, small_kwargs, monkeypatch, tmp_path):
+    names = logged_run_names(monkeypatch)
+    model = algo("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs)
+    model.learn(10)
+    model.learn(10, tb_log_name="mine")
+    assert names == [algo.__name__, "mine"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
+def test_tensorboard_run_folders_are_named_after_the_algorithm(small_kwargs, tmp_path):
+    for _ in range(2):
+        StaticSAC("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs).learn(10)
+    DSTD3("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs).learn(10, tb_log_name="TD3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["StaticSAC_1", "StaticSAC_2", "TD3_1"]

@@ -337,6 +337,85 @@ def test_trial_index_zero_is_true() -> None:
     assert _TrialIndex(0) and _TrialIndex(0) == 0 and [10, 11][_TrialIndex(1)] == 11
 
 
+def _manager(tmp_path: Path, hyperparams: dict[str, Any], **kwargs: Any) -> Any:
+    """rl-zoo3's ExperimentManager for ds_td3 on Pendulum-v1 with 32-32 networks, in this process."""
+    import argparse
+
+    from sb3_dst.zoo import register
+
+    register()
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    hyperparams = {"policy_kwargs": "dict(net_arch=[32, 32])", **hyperparams}
+    return ExperimentManager(
+        argparse.Namespace(), "ds_td3", "Pendulum-v1", str(tmp_path), hyperparams=hyperparams, **kwargs
+    )
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_mistyped_dst_key_stops_with_a_short_message(tmp_path: Path, optimize: bool) -> None:
+    manager = _manager(tmp_path, {"drop_fracton": 0.1}, n_timesteps=100, optimize_hyperparameters=optimize)
+    with pytest.raises(SystemExit) as stop:
+        manager.setup_experiment()
+    message = str(stop.value)
+    assert message.startswith("error: DSTD3 got an unexpected keyword argument 'drop_fracton'")
+    assert "did you mean 'drop_fraction'?" in message and "evolution_interval" in message
+    assert "ds_td3.yml or from -params" in message and "Traceback" not in message
+
+
+def test_mistyped_key_in_python_names_it_and_suggests_the_right_one() -> None:
+    from sb3_dst.common.dst import UnknownKeywordError
+
+    expected = r"DSTD3 got an unexpected keyword argument 'drop_fracton' \(did you mean 'drop_fraction'\?\)"
+    with pytest.raises(TypeError, match=expected):
+        DSTD3("MlpPolicy", "Pendulum-v1", drop_fracton=0.1)
+    with pytest.raises(UnknownKeywordError, match=r"PrunedSAC .* 'pruning_strat' \(did you mean 'pruning_start'"):
+        PrunedSAC("MlpPolicy", "Pendulum-v1", pruning_strat=10)
+    with pytest.raises(TypeError, match="StaticTD3 takes no 'drop_fraction'"):  # a DST key of another algorithm
+        StaticTD3("MlpPolicy", "Pendulum-v1", drop_fraction=0.1)
+
+
+def test_database_storage_without_study_name_gets_the_default_name(tmp_path: Path) -> None:
+    manager = _manager(tmp_path, {}, optimize_hyperparameters=True, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert manager.study_name == "ds_td3_Pendulum-v1"
+    given = _manager(tmp_path, {}, optimize_hyperparameters=True, storage="sqlite:///x.db", study_name="mine")
+    assert given.study_name == "mine"
+
+
+def test_optuna_budget_below_learning_starts_lowers_it_and_trials_train(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    updates: list[int] = []
+    train = DSTD3.train
+
+    def counting_train(self: Any, gradient_steps: int, batch_size: int = 100) -> None:
+        updates.append(gradient_steps)
+        train(self, gradient_steps, batch_size)
+
+    monkeypatch.setattr(DSTD3, "train", counting_train)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    manager = _manager(
+        tmp_path,
+        {"learning_starts": 25000, "batch_size": 32},
+        n_timesteps=200,
+        optimize_hyperparameters=True,
+        storage=storage,
+        n_trials=1,
+        n_evaluations=1,
+        n_eval_episodes=1,
+        sampler="random",
+        pruner="none",
+        no_optim_plots=True,
+    )
+    assert manager.setup_experiment() is None
+    manager.hyperparameters_optimization()
+    out = capsys.readouterr().out
+    assert "learning_starts 25000 is not below the trial budget of 200 steps" in out and "learning_starts 20 " in out
+    assert sum(updates) == 180  # steps 21 to 200 train
+    study = optuna.load_study(study_name="ds_td3_Pendulum-v1", storage=storage)  # resumable under its default name
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The commands, as users type them
 # ----------------------------------------------------------------------------------------------------------------

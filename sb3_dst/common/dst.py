@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import io
 import math
 import numbers
@@ -21,6 +23,7 @@ from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.compact import compact_parameters, expand_parameters, optimizer_patterns
 from sb3_dst.common.masking import (
     MASK_NAME,
+    apply_masks,
     linear_layers,
     masked_step,
     mirror_nonzero_pattern,
@@ -82,6 +85,22 @@ def _as_callback(callback: Any) -> Any:
     return ConvertCallback(callback)
 
 
+def unknown_keyword_message(cls: type, key: str, sb3_keywords: frozenset[str] | None = None) -> str:
+    """``cls`` takes no ``key``: the message names them, suggests close keywords and lists the DST keywords."""
+    if sb3_keywords is None:
+        sb3_keywords = _base_keywords(cls) or frozenset()
+    dst_keys = cls.dst_keywords()  # type: ignore[attr-defined]
+    other_dst = (*TOPOLOGY_KEYS, *EVOLUTION_KEYS, *PRUNING_KEYS, "target_pruning")
+    candidates = sorted({*dst_keys, *other_dst, *sb3_keywords} - {"policy", "env", "_init_setup_model"})
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.75)
+    suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    base = next((c.__name__ for c in cls.__mro__ if c.__module__.startswith("stable_baselines3.")), "SB3")
+    return (
+        f"{cls.__name__} got an unexpected keyword argument {key!r}{suggestion}. Its DST keywords are "
+        f"{', '.join(dst_keys)}; every other keyword goes to SB3's {base}."
+    )
+
+
 def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
     if isinstance(callback, DSTCallback):
         return callback
@@ -104,6 +123,23 @@ def _check_steps(value: Any, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+class UnknownKeywordError(TypeError):
+    """A keyword that neither the algorithm's DST hyperparameters nor SB3's base algorithm take."""
+
+
+_BASE_KEYWORDS: dict[type, frozenset[str] | None] = {}
+
+
+def _base_keywords(cls: Any) -> frozenset[str] | None:
+    """Keywords of the SB3 algorithm after :class:`DSTMixin` in ``cls``'s MRO (None if it takes ``**kwargs``)."""
+    if cls not in _BASE_KEYWORDS:
+        mro = cls.__mro__
+        parameters = inspect.signature(mro[mro.index(DSTMixin) + 1]).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        _BASE_KEYWORDS[cls] = None if takes_any else frozenset(parameters)
+    return _BASE_KEYWORDS[cls]
 
 
 #: Gradient steps between two settles of the optimizer state of absent connections (0.999^1000 ≈ 0.37).
@@ -167,6 +203,7 @@ class DSTMixin:
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
+        self._check_keywords(kwargs)
         super().__init__(policy, env, _init_setup_model=False, **kwargs)  # type: ignore[call-arg]
         self._init_dst(
             er_lambda,
@@ -187,6 +224,23 @@ class DSTMixin:
         )
         if _init_setup_model:
             self._setup_model()
+
+    @classmethod
+    def dst_keywords(cls) -> tuple[str, ...]:
+        """The DST hyperparameters this algorithm takes (besides every keyword of SB3's base algorithm)."""
+        accepted = {"evolve": EVOLUTION_KEYS, "prune": PRUNING_KEYS, "static": ()}[cls.topology_mode]
+        return (*TOPOLOGY_KEYS, *accepted, "target_pruning")
+
+    @classmethod
+    def _check_keywords(cls, kwargs: dict[str, Any]) -> None:
+        """Raise :class:`UnknownKeywordError` for a keyword neither the DST part nor SB3's algorithm takes (a
+        typo such as ``drop_fracton`` would otherwise surface as SB3's ``TD3.__init__()`` error)."""
+        sb3_keywords = _base_keywords(cls)
+        if sb3_keywords is None:
+            return
+        for key in kwargs:
+            if key not in sb3_keywords:
+                raise UnknownKeywordError(unknown_keyword_message(cls, key, sb3_keywords))
 
     def _setup_model(self) -> None:
         """Build SB3's model with the sparse policy (Algorithm 1, L2-L5), then cache the DST bookkeeping."""
@@ -426,6 +480,26 @@ class DSTMixin:
 
     # --- SB3 hooks ---------------------------------------------------------------------------------------
 
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> Any:
+        """SB3's ``learn()``; TensorBoard runs are named after the algorithm by default (``DSTD3_1``,
+        ``StaticSAC_2``, ...) rather than SB3's ``TD3``/``SAC``. An explicit ``tb_log_name`` is kept."""
+        return super().learn(  # type: ignore[misc]
+            total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=type(self).__name__ if tb_log_name is None else tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
         """Add a :class:`DSTCallback` unless the user passed one.
 
@@ -491,13 +565,24 @@ class DSTMixin:
         exact_match: bool = True,
         device: th.device | str = "auto",
     ) -> None:
-        """SB3's ``set_parameters`` (used by ``load``), which also reads compacted files and parameters."""
+        """SB3's ``set_parameters`` (used by ``load``), which also reads compacted files and parameters; then the
+        sparsity is enforced again on what was loaded.
+
+        Parameters from :meth:`get_parameters` or a saved file carry the ``weight_mask`` buffers, which replace
+        the model's masks. Weights loaded without masks (``exact_match=False``, e.g. from a dense model) keep
+        the model's masks: absent weights are zeroed and each sparse target layer keeps as many connections as
+        its online layer (Algorithm 3).
+        """
         if isinstance(load_path_or_dict, dict):
             params = load_path_or_dict
         else:
             _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
         super().set_parameters(expand_parameters(params), exact_match=exact_match, device=device)  # type: ignore[misc]
         self._setup_dst()
+        for name, layers in self._sparse_layers.items():
+            apply_masks(layers)
+            for target in self._target_sparsity.get(name, []):
+                target.maintain()
 
     # --- Called from train() -----------------------------------------------------------------------------
 

@@ -7,17 +7,15 @@ likewise :class:`DSDDPG` is :class:`~sb3_dst.DSTD3` with DDPG's settings, so its
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch as th
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.td3.policies import TD3Policy
 
 from sb3_dst.dstd3.dstd3 import DSTD3
-
-SelfDSDDPG = TypeVar("SelfDSDDPG", bound="DSDDPG")
 
 
 class DSDDPG(DSTD3):
@@ -89,24 +87,6 @@ class DSDDPG(DSTD3):
             self.policy_kwargs["n_critics"] = 1
         if _init_setup_model:
             self._setup_model()
-
-    def learn(
-        self: SelfDSDDPG,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 4,
-        tb_log_name: str = "DDPG",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfDSDDPG:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
 
 class StaticDDPG(DSDDPG):

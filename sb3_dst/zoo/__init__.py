@@ -15,7 +15,10 @@ What this module adds to rl-zoo3:
 - An early, explained stop for MuJoCo v2/v3 ids (they need mujoco-py), for every algorithm.
 - Optuna, for the algorithms above: samplers and converters (:func:`sample_ds_td3_params` documents the
   ranges), a persistent local study by default, heartbeats and retries on database storages, and trials that
-  fail on bad hyperparameters or diverge are pruned with a reason instead of stopping the study.
+  fail on bad hyperparameters or diverge are pruned with a reason instead of stopping the study. Any storage
+  gets the study name ``{algo}_{env}`` unless ``--study-name`` is given, and a trial budget that would not reach
+  ``learning_starts`` lowers it to 10 % of the budget (said in the log).
+- A short error for a keyword the algorithm does not take (``drop_fracton``), naming it with a suggestion.
 
 Everything else in rl-zoo3 behaves as before.
 

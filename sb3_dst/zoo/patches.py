@@ -21,6 +21,9 @@ PRUNED_REASON_ATTR = "pruned_reason"
 #: Trial user attribute naming the worker (``host:pid``) that ran the trial.
 WORKER_ATTR = "worker"
 _PATCHED = "_sb3_dst_patched"
+#: An Optuna trial whose budget (``--n-timesteps``) does not exceed ``learning_starts`` would never train: its
+#: ``learning_starts`` is lowered to this fraction of the budget.
+TRIAL_LEARNING_STARTS_FRACTION = 0.1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -88,12 +91,62 @@ def _make_init(original: Callable[..., Any]) -> Callable[..., Any]:
             self.trial_id = _TrialIndex(self.trial_id)
         if isinstance(self.storage, str) and not self.storage.endswith(".log"):
             self.storage = database_url(self.storage)  # also for --trial-id, which loads the study directly
-        if self.storage is None and (self.optimize_hyperparameters or self.trial_id is not None):
-            self.storage = default_storage(self.log_folder, self.algo, self.env_name.gym_id)
-            if self.study_name is None:
+        if self.optimize_hyperparameters or self.trial_id is not None:
+            if self.storage is None:
+                self.storage = default_storage(self.log_folder, self.algo, self.env_name.gym_id)
+            if self.study_name is None:  # any storage: a name Optuna would make up could never be resumed
                 self.study_name = default_study_name(self.algo, self.env_name.gym_id)
 
     return __init__
+
+
+def _unknown_keyword_exit(manager: Any, error: BaseException) -> SystemExit:
+    source = manager.config or "the hyperparameter file"
+    return SystemExit(f"error: {error}\n(the keyword comes from {source} or from -params)")
+
+
+def _check_keywords(manager: Any) -> None:
+    """Stop with a short message if the hyperparameters hold a keyword the algorithm does not take."""
+    from sb3_dst.common.dst import UnknownKeywordError, _base_keywords, unknown_keyword_message
+
+    cls: Any = algorithm_classes()[manager.algo]
+    sb3_keywords = _base_keywords(cls)
+    if sb3_keywords is None:
+        return
+    for key in manager._hyperparams:
+        if key not in sb3_keywords and key not in cls.dst_keywords():
+            raise _unknown_keyword_exit(manager, UnknownKeywordError(unknown_keyword_message(cls, key)))
+
+
+def _make_setup(original: Callable[..., Any]) -> Callable[..., Any]:
+    def setup_experiment(self: Any) -> Any:
+        if self.algo not in ZOO_ALGOS:
+            return original(self)
+        from sb3_dst.common.dst import UnknownKeywordError
+
+        try:
+            result = original(self)
+        except UnknownKeywordError as error:
+            raise _unknown_keyword_exit(self, error) from None
+        _check_keywords(self)  # with --optimize no model is built here; check before the first trial
+        return result
+
+    return setup_experiment
+
+
+def _fit_learning_starts(manager: Any) -> None:
+    """Lower ``learning_starts`` to a tenth of the trial budget when the budget would not reach it."""
+    learning_starts = manager._hyperparams.get("learning_starts")
+    budget = int(manager.n_timesteps)
+    if learning_starts is None or budget <= 0 or int(learning_starts) < budget:
+        return
+    lowered = max(1, int(TRIAL_LEARNING_STARTS_FRACTION * budget))
+    manager._hyperparams["learning_starts"] = lowered
+    print(
+        f"sb3-dst: learning_starts {int(learning_starts)} is not below the trial budget of {budget} steps "
+        f"(--n-timesteps), so trials would never train: using learning_starts {lowered} "
+        f"({TRIAL_LEARNING_STARTS_FRACTION:.0%} of the budget) for this study"
+    )
 
 
 def _lambda_bounds(manager: Any) -> list[float]:
@@ -175,6 +228,7 @@ def _make_optimization(original: Callable[..., Any]) -> Callable[..., Any]:
         # The sampler always chooses λ per layer; the file's topology keys would clash with it.
         for key in ("er_lambda", "sparsity"):
             self._hyperparams.pop(key, None)
+        _fit_learning_starts(self)
         _lambda_bounds(self)
         url = self.storage
         if isinstance(url, str) and not url.endswith(".log"):
@@ -196,6 +250,7 @@ def _make_optimization(original: Callable[..., Any]) -> Callable[..., Any]:
 def _patch_exp_manager(module: ModuleType) -> None:
     manager = module.ExperimentManager
     _wrap(manager, "__init__", _make_init)
+    _wrap(manager, "setup_experiment", _make_setup)
     _wrap(manager, "objective", _make_objective)
     _wrap(manager, "hyperparameters_optimization", _make_optimization)
 
