@@ -19,17 +19,17 @@ from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecNormalize
 
 from sb3_dst import DSSAC, DSTD3, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
-from sb3_dst.common.masking import MASK_NAME, sparse_linears
+from sb3_dst.common.masking import MASK_NAME, sparse_layers, sparse_linears
 
 ALGOS = [DSTD3, DSSAC]
 ALL_ALGOS = [DSTD3, DSSAC, StaticTD3, StaticSAC]
 
 
-def target_pairs(model) -> list[tuple[th.nn.Linear, th.nn.Linear]]:
+def target_pairs(model) -> list[tuple[th.nn.Module, th.nn.Module]]:
     """(online, target) sparse layers of every network that has a target."""
-    pairs = list(zip(sparse_linears(model.critic), sparse_linears(model.critic_target), strict=True))
+    pairs = list(zip(sparse_layers(model.critic), sparse_layers(model.critic_target), strict=True))
     if hasattr(model, "actor_target"):
-        pairs += list(zip(sparse_linears(model.actor), sparse_linears(model.actor_target), strict=True))
+        pairs += list(zip(sparse_layers(model.actor), sparse_layers(model.actor_target), strict=True))
     return pairs
 
 
@@ -92,7 +92,7 @@ def test_policy_actor_and_critic_save_and_load_on_their_own(algo, part, small_kw
 
 def assert_sparse_and_targets_match(model) -> None:
     """Absent online weights are exactly zero; each sparse target layer has as many non-zeros as its online one."""
-    for layer in sparse_linears(model.actor) + sparse_linears(model.critic):
+    for layer in sparse_layers(model.actor) + sparse_layers(model.critic):
         assert bool((layer.weight[getattr(layer, MASK_NAME) == 0] == 0).all())
     for online, target in target_pairs(model):
         assert int(th.count_nonzero(target.weight)) == int(getattr(online, MASK_NAME).sum())
@@ -164,7 +164,7 @@ def test_cnn_policy_keeps_the_extractor_dense_and_the_mlp_sparse(algo, share, sm
     assert isinstance(model.actor.features_extractor, NatureCNN)
     assert (model.critic.features_extractor is model.actor.features_extractor) == share
     for net in (model.actor, model.critic):
-        assert not sparse_linears(net.features_extractor)  # dense extractor
+        assert not sparse_layers(net.features_extractor)  # dense extractor, convolutions included
     # the first sparse layer of each network reads the 64 features: ER count round(λ1 (64 + 32)) = 96
     assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.actor)] == [96, 512]
     before = {k: v.clone() for k, v in model.actor.state_dict().items() if k.endswith(MASK_NAME)}
@@ -253,20 +253,23 @@ def test_targets_keep_the_online_connection_counts_after_load_and_resume(algo, s
 
 
 @pytest.mark.parametrize("algo", ALGOS)
-def test_sparse_features_extractor_option_evolves_the_extractors_linear_layer(algo, small_kwargs, tmp_path):
-    small_kwargs["er_lambda"] = [1.0, 1.0, 8.0]  # extractor's 64x64, then 64x32 and 32x32
+def test_sparse_features_extractor_option_evolves_the_extractors_layers(algo, small_kwargs, tmp_path):
+    # NatureCNN's three convolutions (round(λ (c_in + c_out + k_h + k_w)) each), its 64x64, then 64x32 and 32x32
+    small_kwargs["er_lambda"] = [10.0, 10.0, 10.0, 1.0, 1.0, 8.0]
     small_kwargs["policy_kwargs"].update(
         sparse_features_extractor=True, features_extractor_kwargs=dict(features_dim=64)
     )
     model = algo("CnnPolicy", TinyImageEnv(), buffer_size=200, seed=8, evolution_interval=10, **small_kwargs)
-    counts = [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.actor)]
-    assert counts == [128, 96, 512]
-    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.critic)] == [128, 97, 512, 97, 512]
-    extractor = sparse_linears(model.actor.features_extractor)[0]
-    before = getattr(extractor, MASK_NAME).clone()
+    counts = [int(getattr(x, MASK_NAME).sum()) for x in sparse_layers(model.actor)]
+    assert counts == [510, 1040, 1340, 128, 96, 512]
+    critic_counts = [510, 1040, 1340, 128, 97, 512, 97, 512]
+    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_layers(model.critic)] == critic_counts
+    extractor = sparse_layers(model.actor.features_extractor)
+    before = [getattr(x, MASK_NAME).clone() for x in extractor]
     model.learn(80)
-    assert not th.equal(getattr(extractor, MASK_NAME), before)  # evolved with the actor
-    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.actor)] == counts
+    for layer, mask in zip(extractor, before, strict=True):
+        assert not th.equal(getattr(layer, MASK_NAME), mask)  # evolved with the actor
+    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_layers(model.actor)] == counts
     assert_sparse_and_targets_match(model)
     model.save(tmp_path / "model.zip")
     model.actor.save(tmp_path / "actor")

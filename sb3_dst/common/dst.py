@@ -17,18 +17,18 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.save_util import load_from_zip_file, recursive_getattr
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import polyak_update
-from torch import nn
 
 from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.compact import compact_parameters, expand_parameters, optimizer_patterns
 from sb3_dst.common.masking import (
     MASK_NAME,
+    SparseLayer,
     apply_masks,
     linear_layers,
     masked_step,
     mirror_nonzero_pattern,
     settle_absent_state,
-    sparse_linears,
+    sparse_layers,
 )
 from sb3_dst.common.policies import (
     ErLambda,
@@ -356,18 +356,18 @@ class DSTMixin:
 
     def _setup_dst(self) -> None:
         """Cache the sparse layers, the target layers paired with their online connection counts, and sizes."""
-        self._sparse_layers: dict[str, list[nn.Linear]] = {}
+        self._sparse_layers: dict[str, list[SparseLayer]] = {}
         self._target_sparsity: dict[str, list[TargetSparsity | OnlineMaskTarget]] = {}
         # (online parameters, target parameters, Algorithm 3 state of the segment's last target weight, if sparse)
         self._target_updates: dict[str, list[tuple[list[th.Tensor], list[th.Tensor], _Target | None]]] = {}
         self._next_settle: dict[str, int] = {}  # gradient step of the next settle_absent_state, per network
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
-            layers = sparse_linears(online)
+            layers = sparse_layers(online)
             self._sparse_layers[name] = layers
             if target_attr is not None:
                 target_module = getattr(self, target_attr)
-                targets = sparse_linears(target_module)
+                targets = sparse_layers(target_module)
                 self._target_sparsity[name] = [
                     _target_sparsity(target, getattr(layer, MASK_NAME), self.target_pruning)
                     for layer, target in zip(layers, targets, strict=True)
@@ -551,7 +551,7 @@ class DSTMixin:
         params: dict[str, dict] = super().get_parameters()  # type: ignore[misc]
         if not getattr(self, "_saving_compact", False):
             return params
-        masks = {id(layer.weight): getattr(layer, MASK_NAME) for layer in sparse_linears(self.policy)}
+        masks = {id(layer.weight): getattr(layer, MASK_NAME) for layer in sparse_layers(self.policy)}
         patterns = {
             name: optimizer_patterns(optimizer, masks)
             for name in params
@@ -736,7 +736,7 @@ class DSTMixin:
 _Target = TargetSparsity | OnlineMaskTarget
 
 
-def _target_sparsity(target: nn.Linear, online_mask: th.Tensor, target_pruning: str = "magnitude") -> _Target:
+def _target_sparsity(target: SparseLayer, online_mask: th.Tensor, target_pruning: str = "magnitude") -> _Target:
     """Sparsity keeper of one target layer; its mask buffer follows the target's non-zero pattern.
 
     ``"magnitude"``: Algorithm 3 (:class:`TargetSparsity`); ``"online_mask"``: RLx2's θ' ⊙ M
@@ -748,7 +748,7 @@ def _target_sparsity(target: nn.Linear, online_mask: th.Tensor, target_pruning: 
     return TargetSparsity(target.weight, online_mask, int(online_mask.sum()))
 
 
-def _dense_gradient_magnitude(layer: nn.Linear) -> th.Tensor:
+def _dense_gradient_magnitude(layer: SparseLayer) -> th.Tensor:
     """|∂L/∂W| of a layer, every entry (RigL's growth criterion); zeros if no gradient was computed."""
     grad = layer.weight.grad
     if grad is None:

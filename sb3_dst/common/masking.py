@@ -1,6 +1,7 @@
-"""Masks on ``nn.Linear`` layers: creation as registered buffers, lookup, and masked optimizer steps.
+"""Masks on ``nn.Linear`` and ``nn.Conv2d`` layers: creation as registered buffers, lookup, and masked optimizer steps.
 
-A sparse layer is an ordinary ``nn.Linear`` carrying a float buffer ``weight_mask`` of the weight's shape.
+A sparse layer is an ordinary ``nn.Linear`` (or ``nn.Conv2d``, whose mask covers every kernel entry) carrying a
+float buffer ``weight_mask`` of the weight's shape.
 Being a buffer, the mask is part of ``state_dict()``: it is copied to target networks with the weights,
 saved and loaded by Stable-Baselines3, and moved with ``.to(device)``.
 """
@@ -21,15 +22,22 @@ __all__ = [
     "MASK_NAME",
     "add_mask",
     "apply_masks",
+    "layer_shape",
     "linear_layers",
     "masked_step",
     "mirror_nonzero_pattern",
     "settle_absent_state",
+    "sparse_layers",
     "sparse_linears",
+    "weight_layers",
 ]
 
+#: Layers that can be sparse: fully connected layers and 2-D convolutions (a mask entry per kernel entry).
+SparseLayer = nn.Linear | nn.Conv2d
+SPARSE_LAYER_TYPES = (nn.Linear, nn.Conv2d)
 
-def add_mask(layer: nn.Linear, n_connections: int) -> None:
+
+def add_mask(layer: SparseLayer, n_connections: int) -> None:
     """Give ``layer`` an Erdős–Rényi topology with exactly ``n_connections`` connections and mask its weight.
 
     The positions are drawn from torch's global random generator, so a seeded model is reproducible.
@@ -46,11 +54,31 @@ def linear_layers(module: nn.Module) -> list[nn.Linear]:
 
 
 def sparse_linears(module: nn.Module) -> list[nn.Linear]:
-    """The sparse layers of ``module`` (``nn.Linear`` with a ``weight_mask`` buffer), in registration order."""
+    """The sparse ``nn.Linear`` layers of ``module`` (with a ``weight_mask`` buffer), in registration order."""
     return [m for m in module.modules() if isinstance(m, nn.Linear) and hasattr(m, MASK_NAME)]
 
 
-def apply_masks(layers: Sequence[nn.Linear]) -> None:
+def weight_layers(module: nn.Module) -> list[SparseLayer]:
+    """The ``nn.Linear`` and ``nn.Conv2d`` layers of ``module`` in registration order, sparse or dense."""
+    return [m for m in module.modules() if isinstance(m, SPARSE_LAYER_TYPES)]
+
+
+def sparse_layers(module: nn.Module) -> list[SparseLayer]:
+    """Every sparse layer of ``module`` (``nn.Linear`` or ``nn.Conv2d`` with a ``weight_mask`` buffer), in
+    registration order: what the evolution, the masked steps and the target sparsity work on."""
+    return [m for m in module.modules() if isinstance(m, SPARSE_LAYER_TYPES) and hasattr(m, MASK_NAME)]
+
+
+def layer_shape(layer: SparseLayer) -> tuple[int, ...]:
+    """The shape a budget is computed from: ``(n_in, n_out)`` for a linear layer, ``(c_in, c_out, k_h, k_w)`` for a
+    convolution (``c_in`` per group)."""
+    if isinstance(layer, nn.Conv2d):
+        c_out, c_in, k_h, k_w = layer.weight.shape
+        return int(c_in), int(c_out), int(k_h), int(k_w)
+    return int(layer.in_features), int(layer.out_features)
+
+
+def apply_masks(layers: Sequence[SparseLayer]) -> None:
     """Zero every weight outside its layer's mask."""
     if layers:
         with th.no_grad():
@@ -62,7 +90,7 @@ def apply_masks(layers: Sequence[nn.Linear]) -> None:
 ZERO_PRESERVING_OPTIMIZERS: tuple[type[th.optim.Optimizer], ...] = (th.optim.Adam, th.optim.AdamW)
 
 
-def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Linear], fused: bool = True) -> None:
+def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[SparseLayer], fused: bool = True) -> None:
     """``optimizer.step()`` that moves existing connections only: absent weights stay exactly zero.
 
     The result is bit for bit that of masking the gradients of absent weights, then ``optimizer.step()``:
@@ -113,7 +141,7 @@ def _has_step_hooks(optimizer: th.optim.Optimizer) -> bool:
     )
 
 
-def settle_absent_state(optimizer: th.optim.Optimizer, layers: Sequence[nn.Linear]) -> None:
+def settle_absent_state(optimizer: th.optim.Optimizer, layers: Sequence[SparseLayer]) -> None:
     """Put the optimizer state of absent connections where :func:`masked_step` needs it, and mask the weights.
 
     First moments (``exp_avg``) become zero at absent positions, which keeps absent weights at zero through
@@ -141,7 +169,7 @@ def _refresh_mask(layer: nn.Module, prefix: str, keep_vars: bool) -> None:
         getattr(layer, MASK_NAME).copy_(layer.weight != 0)
 
 
-def mirror_nonzero_pattern(layer: nn.Linear) -> None:
+def mirror_nonzero_pattern(layer: SparseLayer) -> None:
     """Make the mask of ``layer`` report the layer's non-zero pattern whenever its state is read.
 
     For target layers, whose sparsity is kept by pruning (Algorithm 3) rather than by their mask: the mask is

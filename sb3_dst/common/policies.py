@@ -13,8 +13,16 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_dst.common.masking import MASK_NAME, add_mask, linear_layers
-from sb3_dst.common.topology import SPARSITY_DISTRIBUTIONS, connection_budgets, er_connection_count
+from sb3_dst.common.masking import (
+    MASK_NAME,
+    SPARSE_LAYER_TYPES,
+    SparseLayer,
+    add_mask,
+    layer_shape,
+    linear_layers,
+    weight_layers,
+)
+from sb3_dst.common.topology import SPARSITY_DISTRIBUTIONS, connection_budgets, er_budget
 
 #: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d).
 DEFAULT_ER_LAMBDA: tuple[float, ...] = (7.0, 64.0)
@@ -100,8 +108,8 @@ class SparseMasksMixin:
         super().__init__(*args, **kwargs)
         for name, n_connections in (sparse_connections or {}).items():
             layer = self.get_submodule(name)  # type: ignore[attr-defined]
-            if not isinstance(layer, nn.Linear):
-                raise ValueError(f"sparse_connections names {name!r}, which is not an nn.Linear layer")
+            if not isinstance(layer, SPARSE_LAYER_TYPES):
+                raise ValueError(f"sparse_connections names {name!r}, which is not an nn.Linear or nn.Conv2d layer")
             add_mask(layer, n_connections)
 
     def connection_counts(self) -> dict[str, int]:
@@ -109,7 +117,7 @@ class SparseMasksMixin:
         return {
             name: int(getattr(module, MASK_NAME).sum())
             for name, module in self.named_modules()  # type: ignore[attr-defined]
-            if isinstance(module, nn.Linear)
+            if isinstance(module, SPARSE_LAYER_TYPES)
             and hasattr(module, MASK_NAME)
             and not name.startswith("features_extractor.")
         }
@@ -187,10 +195,13 @@ class SparseTopologyMixin:
     :param critic_sparsity: sparsity of each Q-network's sparse layers, instead of ``sparsity`` / ``er_lambda``.
     :param start_dense: build every sparse layer at full density (gradual magnitude pruning starts there); each
         layer still records its final budget in ``connection_budget``.
-    :param sparse_features_extractor: also sparsify the ``nn.Linear`` layers of the features extractor (e.g. the
-        last layer of ``NatureCNN``; convolutions stay dense). They come first among a network's sparse layers,
-        so ``er_lambda`` gets one more λ per extractor layer; the critic's extractor, shared by its Q-networks,
-        is sparsified once. Needs ``share_features_extractor=False``.
+    :param sparse_features_extractor: also sparsify the ``nn.Conv2d`` and ``nn.Linear`` layers of the features
+        extractor (``NatureCNN``: its three convolutions and its last layer), which then evolve with their network.
+        They come first among a network's sparse layers, in registration order, so ``er_lambda`` gets one more λ
+        per extractor layer; a convolution of ``c_in`` to ``c_out`` channels with a ``k_h x k_w`` kernel gets
+        ``round(λ (c_in + c_out + k_h + k_w))`` of its ``c_in c_out k_h k_w`` kernel entries, and ``sparsity=``
+        scores it by ``(c_in + c_out + k_h + k_w) / (c_in c_out k_h k_w)`` in the ERK distribution. The critic's
+        extractor, shared by its Q-networks, is sparsified once. Needs ``share_features_extractor=False``.
     """
 
     er_lambda: ErLambda
@@ -249,17 +260,17 @@ class SparseTopologyMixin:
         extractor = self._extractor_layers(critic)
         for i, q_net in enumerate(critic.q_networks):
             layers = linear_layers(q_net)
-            self._sparsify(f"critic qf{i}", hidden=extractor + layers[:-1], output=layers[-1:])
+            self._sparsify(f"critic qf{i}", hidden=[*extractor, *layers[:-1]], output=layers[-1:])
         return critic
 
     def _sparsify_gaussian_actor(self, actor: Any) -> None:
         """Mask a squashed-Gaussian actor (SAC, TQC, CrossQ): its ``latent_pi`` layers are hidden, its heads
         ``mu`` and ``log_std`` outputs. With gSDE, ``log_std`` is a parameter rather than a layer and stays dense."""
         heads = [m for head in (actor.mu, actor.log_std) if isinstance(head, nn.Module) for m in linear_layers(head)]
-        hidden = self._extractor_layers(actor) + linear_layers(actor.latent_pi)
+        hidden = [*self._extractor_layers(actor), *linear_layers(actor.latent_pi)]
         self._sparsify("actor", hidden=hidden, output=heads)
 
-    def _extractor_layers(self, network: nn.Module) -> list[nn.Linear]:
+    def _extractor_layers(self, network: nn.Module) -> list[SparseLayer]:
         """The layers of the features extractor of ``network`` to sparsify (none unless asked)."""
         if not self.sparse_features_extractor:
             return []
@@ -269,12 +280,12 @@ class SparseTopologyMixin:
                 "would both evolve the shared extractor's layers"
             )
         extractor = network.get_submodule("features_extractor")
-        layers = linear_layers(extractor)
+        layers = weight_layers(extractor)
         if not layers:
             name = type(extractor).__name__
             raise ValueError(
-                f"sparse_features_extractor=True but the features extractor {name} has no nn.Linear layer to "
-                "sparsify; drop the option (only fully connected layers can be sparse)"
+                f"sparse_features_extractor=True but the features extractor {name} has no nn.Linear layer (nor "
+                "nn.Conv2d) to sparsify; drop the option (only fully connected and convolution layers can be sparse)"
             )
         return layers
 
@@ -300,18 +311,18 @@ class SparseTopologyMixin:
         specific = self.actor_sparsity if network == "actor" else self.critic_sparsity
         return self.sparsity if specific is None else specific
 
-    def _budgets(self, shapes: Sequence[tuple[int, int]], network: str) -> list[int]:
+    def _budgets(self, shapes: Sequence[tuple[int, ...]], network: str) -> list[int]:
         """Connection count of each of ``shapes`` (the sparse layers of ``network``), validated."""
         sparsity = self._network_sparsity(network)
         if sparsity is not None:
             return connection_budgets(shapes, sparsity, self.sparsity_distribution, self.erk_power_scale)
         lambdas = self._lambdas(shapes, network)
         return [
-            er_connection_count(n_in, n_out, lam, layer=f"{network} layer {i}")
-            for i, ((n_in, n_out), lam) in enumerate(zip(shapes, lambdas, strict=True))
+            er_budget(shape, lam, layer=f"{network} layer {i}")
+            for i, (shape, lam) in enumerate(zip(shapes, lambdas, strict=True))
         ]
 
-    def _lambdas(self, shapes: Sequence[tuple[int, int]], network: str) -> list[float]:
+    def _lambdas(self, shapes: Sequence[tuple[int, ...]], network: str) -> list[float]:
         """λ for each of ``shapes`` (the sparse layers of ``network``), validated."""
         er_lambda = DEFAULT_ER_LAMBDA if self.er_lambda is None else self.er_lambda
         if isinstance(er_lambda, (int, float)):
@@ -327,7 +338,7 @@ class SparseTopologyMixin:
             )
         return lambdas
 
-    def _sparsify(self, network: str, hidden: Sequence[nn.Linear], output: Sequence[nn.Linear]) -> None:
+    def _sparsify(self, network: str, hidden: Sequence[SparseLayer], output: Sequence[nn.Linear]) -> None:
         """Mask the sparse layers of one network (Algorithm 1, L3-L4).
 
         A layer that already has a mask (a critic's extractor, shared by its Q-networks) keeps it.
@@ -335,7 +346,7 @@ class SparseTopologyMixin:
         layers = list(hidden) + (list(output) if self.sparse_output_layer else [])
         if not layers:
             return
-        shapes = [(layer.in_features, layer.out_features) for layer in layers]
+        shapes = [layer_shape(layer) for layer in layers]
         # Several output heads (SAC's mu and log_std, of one shape) share the last budget.
         n_heads = len(output) if self.sparse_output_layer else 0
         budget_shapes = shapes[: len(shapes) - n_heads + (1 if n_heads else 0)]

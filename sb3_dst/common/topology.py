@@ -7,8 +7,8 @@ Symbols follow Sokar et al., "Dynamic Sparse Training for Deep Reinforcement Lea
 - k: number of connections a target layer keeps, Algorithm 3.
 
 A *mask* is a float tensor of the weight's shape whose entries are 1 where a connection exists and 0
-elsewhere. Every function here works on one layer (one 2-D weight matrix) and never changes the number of
-connections unless that is its purpose.
+elsewhere. Every function here works on one layer (a 2-D weight matrix, or a convolution's 4-D kernel, seen
+through a flat view) and never changes the number of connections unless that is its purpose.
 
 The module is organised in three parts, so that methods can be added without touching the algorithms:
 
@@ -42,6 +42,7 @@ __all__ = [
     "TargetSparsity",
     "connection_budgets",
     "drop_and_grow",
+    "er_budget",
     "er_connection_count",
     "er_lambdas_for_sparsity",
     "erk_densities",
@@ -70,33 +71,47 @@ def er_connection_count(n_in: int, n_out: int, er_lambda: float, *, layer: str =
     :param layer: name used in error messages.
     :raises ValueError: if λ ≤ 0, or if the budget exceeds the n_in·n_out possible connections.
     """
+    return er_budget((n_in, n_out), er_lambda, layer=layer)
+
+
+def er_budget(shape: Sequence[int], er_lambda: float, *, layer: str = "layer") -> int:
+    """Exact Erdős–Rényi(-Kernel) budget of a layer of ``shape``: ``round(λ Σ shape)``, at least 1.
+
+    ``shape`` is ``(n_in, n_out)`` for a fully connected layer (Eq. 1: ``round(λ (n_in + n_out))``) and
+    ``(c_in, c_out, k_h, k_w)`` for a convolution, which gets ``round(λ (c_in + c_out + k_h + k_w))`` of its
+    ``c_in·c_out·k_h·k_w`` kernel entries (the ERK score of Evci et al.).
+
+    :raises ValueError: if λ ≤ 0, or if the budget exceeds the layer's possible connections.
+    """
     if not er_lambda > 0 or not math.isfinite(er_lambda):
         raise ValueError(f"er_lambda for {layer} must be a positive number, got {er_lambda!r}")
-    k = math.floor(er_lambda * (n_in + n_out) + 0.5)
-    if k > n_in * n_out:
-        max_lambda = n_in * n_out / (n_in + n_out)
+    size, fan = math.prod(shape), sum(shape)
+    k = math.floor(er_lambda * fan + 0.5)
+    if k > size:
+        dims = "x".join(str(n) for n in shape)
         raise ValueError(
-            f"er_lambda={er_lambda:g} gives {layer} ({n_in}x{n_out}) {k} connections, more than the "
-            f"{n_in * n_out} possible (density {k / (n_in * n_out):.2f} > 1). Use er_lambda <= {max_lambda:.3g} "
+            f"er_lambda={er_lambda:g} gives {layer} ({dims}) {k} connections, more than the "
+            f"{size} possible (density {k / size:.2f} > 1). Use er_lambda <= {size / fan:.3g} "
             "for this layer, or pass `sparsity=` instead of `er_lambda=`."
         )
     return max(k, 1)
 
 
-def er_lambdas_for_sparsity(shapes: Sequence[tuple[int, int]], sparsity: float) -> list[float]:
+def er_lambdas_for_sparsity(shapes: Sequence[Sequence[int]], sparsity: float) -> list[float]:
     """λ per layer such that the layers together hold ``(1 - sparsity)`` of their weights.
 
     One λ is shared by all layers (the Erdős–Rényi proportions of Eq. 1); a layer whose density would
     exceed 1 is made dense and λ is solved again for the others (the usual ERK redistribution), so the
     total budget is met whenever it can be.
 
-    :param shapes: ``(n_in, n_out)`` of each sparse layer.
+    :param shapes: ``(n_in, n_out)`` of each sparse layer (``(c_in, c_out, k_h, k_w)`` for a convolution).
     :param sparsity: target fraction of zero weights over these layers, in [0, 1).
-    :return: λ per layer; a dense layer gets its maximal λ ``n_in n_out / (n_in + n_out)``.
+    :return: λ per layer; a dense layer gets its maximal λ ``n_in n_out / (n_in + n_out)`` (``Π shape / Σ shape``).
     """
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    sizes = [n_in * n_out for n_in, n_out in shapes]
+    sizes = [math.prod(shape) for shape in shapes]
+    fans = [sum(shape) for shape in shapes]
     budget = (1.0 - sparsity) * sum(sizes)
     dense: set[int] = set()
     while True:
@@ -104,24 +119,25 @@ def er_lambdas_for_sparsity(shapes: Sequence[tuple[int, int]], sparsity: float) 
         if not free:
             break
         remaining = budget - sum(sizes[i] for i in dense)
-        lam = remaining / sum(shapes[i][0] + shapes[i][1] for i in free)
-        over = {i for i in free if lam * (shapes[i][0] + shapes[i][1]) > sizes[i]}
+        lam = remaining / sum(fans[i] for i in free)
+        over = {i for i in free if lam * fans[i] > sizes[i]}
         if not over:
             break
         dense |= over
-    max_lambdas = [size / (n_in + n_out) for size, (n_in, n_out) in zip(sizes, shapes, strict=False)]
+    max_lambdas = [size / fan for size, fan in zip(sizes, fans, strict=True)]
     return [max_lambdas[i] if i in dense else min(lam, max_lambdas[i]) for i in range(len(shapes))]
 
 
-def erk_densities(shapes: Sequence[tuple[int, int]], sparsity: float, power_scale: float = 1.0) -> list[float]:
+def erk_densities(shapes: Sequence[Sequence[int]], sparsity: float, power_scale: float = 1.0) -> list[float]:
     """Density of each layer under the ERK distribution for a global ``sparsity`` over these layers.
 
     Layer l gets density ``min(1, ε p_l)`` with ``p_l = ((n_in + n_out) / (n_in n_out))^power_scale`` (Evci et al.,
-    RigL; ``power_scale = 1`` is the paper's Erdős–Rényi proportion, 0 the uniform one). ε is solved so that the
-    layers hold ``(1 - sparsity)`` of their weights; a layer that would be denser than full is made dense and ε is
-    solved again for the others.
+    RigL; ``power_scale = 1`` is the paper's Erdős–Rényi proportion, 0 the uniform one); for a convolution of shape
+    ``(c_in, c_out, k_h, k_w)`` the score is ``((c_in + c_out + k_h + k_w) / (c_in c_out k_h k_w))^power_scale``.
+    ε is solved so that the layers hold ``(1 - sparsity)`` of their weights; a layer that would be denser than full
+    is made dense and ε is solved again for the others.
 
-    :param shapes: ``(n_in, n_out)`` of each sparse layer.
+    :param shapes: ``(n_in, n_out)`` of each sparse layer (``(c_in, c_out, k_h, k_w)`` for a convolution).
     :param sparsity: target fraction of zero weights over these layers, in [0, 1).
     :param power_scale: exponent of the ERK score (``erk_power_scale``), >= 0.
     """
@@ -129,8 +145,8 @@ def erk_densities(shapes: Sequence[tuple[int, int]], sparsity: float, power_scal
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
     if not (math.isfinite(power_scale) and power_scale >= 0):
         raise ValueError(f"erk_power_scale must be a number >= 0, got {power_scale!r}")
-    sizes = [n_in * n_out for n_in, n_out in shapes]
-    scores = [((n_in + n_out) / (n_in * n_out)) ** power_scale for n_in, n_out in shapes]
+    sizes = [math.prod(shape) for shape in shapes]
+    scores = [(sum(shape) / math.prod(shape)) ** power_scale for shape in shapes]
     budget = (1.0 - sparsity) * sum(sizes)
     dense: set[int] = set()
     epsilon = 0.0
@@ -148,7 +164,7 @@ def erk_densities(shapes: Sequence[tuple[int, int]], sparsity: float, power_scal
 
 
 def connection_budgets(
-    shapes: Sequence[tuple[int, int]],
+    shapes: Sequence[Sequence[int]],
     sparsity: float,
     distribution: str = "erk",
     power_scale: float = 1.0,
@@ -160,13 +176,14 @@ def connection_budgets(
     - ``"erk"`` with another ``power_scale``: :func:`erk_densities`.
     - ``"uniform"``: every layer at density ``1 - sparsity``.
 
-    Each count is rounded to the nearest integer and is at least 1.
+    Each count is rounded to the nearest integer and is at least 1. ``shapes`` are ``(n_in, n_out)`` for fully
+    connected layers and ``(c_in, c_out, k_h, k_w)`` for convolutions (scored as in :func:`er_budget`).
     """
     if distribution not in SPARSITY_DISTRIBUTIONS:
         raise ValueError(f"sparsity_distribution must be one of {SPARSITY_DISTRIBUTIONS}, got {distribution!r}")
     if distribution == "erk" and power_scale == 1.0:
         lambdas = er_lambdas_for_sparsity(shapes, sparsity)
-        return [er_connection_count(n_in, n_out, lam) for (n_in, n_out), lam in zip(shapes, lambdas, strict=True)]
+        return [er_budget(shape, lam) for shape, lam in zip(shapes, lambdas, strict=True)]
     if distribution == "uniform":
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
@@ -174,8 +191,8 @@ def connection_budgets(
     else:
         densities = erk_densities(shapes, sparsity, power_scale)
     return [
-        min(max(math.floor(d * n_in * n_out + 0.5), 1), n_in * n_out)
-        for d, (n_in, n_out) in zip(densities, shapes, strict=True)
+        min(max(math.floor(d * math.prod(shape) + 0.5), 1), math.prod(shape))
+        for d, shape in zip(densities, shapes, strict=True)
     ]
 
 
@@ -250,14 +267,14 @@ def pruning_connection_count(numel: int, final_count: int, t: int, start: int, e
 
 
 def random_mask(
-    shape: tuple[int, int] | th.Size, k: int, *, generator: th.Generator | None = None, dtype=th.float32
+    shape: Sequence[int] | th.Size, k: int, *, generator: th.Generator | None = None, dtype=th.float32
 ) -> th.Tensor:
     """A mask with exactly ``k`` connections at uniformly random positions (Algorithm 1, L3).
 
     A full mask (``k == numel``) is built without drawing random numbers, so a full-density layer leaves
     the random stream untouched (a dense-equivalent model then reproduces the dense algorithm exactly).
     """
-    numel = int(shape[0]) * int(shape[1])
+    numel = math.prod(int(n) for n in shape)
     if not 0 < k <= numel:
         raise ValueError(f"a {tuple(shape)} mask cannot hold {k} connections")
     if k == numel:
@@ -295,7 +312,7 @@ def drop_and_grow(
     - at the positions with the largest ``grow_scores`` otherwise (RigL: the magnitude of the dense loss
       gradient; ties broken arbitrarily).
 
-    :param weight: 2-D weight matrix X (modified in place: dropped and grown entries become 0).
+    :param weight: weight X, a 2-D matrix or a 4-D kernel (modified in place: dropped and grown entries become 0).
     :param mask: float mask M of the same shape (modified in place).
     :param drop_fraction: η in [0, 1) (0 changes nothing).
     :param generator: torch random generator for the growth positions (default: the global one).

@@ -32,7 +32,7 @@ class SparseTD3Policy(SparseTopologyMixin, TD3Policy):
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
         actor = SparseActor(**actor_kwargs).to(self.device)
         layers = linear_layers(actor.mu)
-        self._sparsify("actor", hidden=self._extractor_layers(actor) + layers[:-1], output=layers[-1:])
+        self._sparsify("actor", hidden=[*self._extractor_layers(actor), *layers[:-1]], output=layers[-1:])
         return actor
 
 
