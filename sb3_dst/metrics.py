@@ -2,14 +2,19 @@
 
 All three work on Stable-Baselines3's dense :class:`~stable_baselines3.TD3` / :class:`~stable_baselines3.SAC` /
 :class:`~stable_baselines3.DDPG`, sb3-contrib's ``TQC`` and ``CrossQ``, and on the sparse models of this package.
-A layer is *sparse* when it is an ``nn.Linear`` carrying a ``weight_mask`` buffer (1 = the connection exists); its
-size is ``mask.sum()``. Any other ``nn.Linear`` counts all its weights.
+A layer is *sparse* when it is an ``nn.Linear`` or ``nn.Conv2d`` carrying a ``weight_mask`` buffer (1 = the connection
+exists); its size is ``mask.sum()``. Any other ``nn.Linear`` or ``nn.Conv2d`` counts all its weights (a
+convolution's connections are its kernel entries).
 
 FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
 ---------------------------------------------------------------
 * A fully connected layer costs one multiply-add per existing connection and per sample: ``‖W^l‖_0`` for a sparse
-  layer, ``n^(l-1)·n^l`` for a dense one. One multiply-add counts as **one** FLOP (the count that reproduces the
-  paper's Table 3; multiply by 2 for the "2 FLOPs per MAC" habit). Biases, activations, losses, target-noise
+  layer, ``n^(l-1)·n^l`` for a dense one. A convolution costs its connections (kernel entries, ``‖W^l‖_0`` when
+  sparse) times its output positions ``h_out·w_out`` per sample; the positions are read once from a forward pass
+  of the features extractor on an all-zero observation. A critic's features extractor runs once per critic
+  forward pass, whatever the number of Q-networks, and is counted with the first one (TD3's actor loss uses Q1).
+  One multiply-add counts as **one** FLOP (the count that reproduces the paper's Table 3; multiply by 2 for the
+  "2 FLOPs per MAC" habit). Biases, activations, losses, target-noise
   and other element-wise work are not counted, nor is the optimizer's own update.
 * A backward pass costs 2 × the forward pass (gradients of the inputs and of the weights), for every network an
   error is back-propagated through, whether or not that network's weights are then stepped.
@@ -55,7 +60,9 @@ FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
 Network size
 ------------
 S counts the weights (connections) of the actor and of all critics, not of the target networks (these are
-copies), and not biases: this reproduces Table 3 (214,784 dense, 106,169 sparse on HalfCheetah).
+copies), and not biases: this reproduces Table 3 (214,784 dense, 106,169 sparse on HalfCheetah). The features
+extractors' linear and convolution layers are included (a features extractor shared by actor and critic is counted
+with each).
 """
 
 from __future__ import annotations
@@ -66,9 +73,11 @@ from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
 import numpy as np
+import torch as th
+from gymnasium import spaces
 from torch import nn
 
-from sb3_dst.common.masking import MASK_NAME, linear_layers
+from sb3_dst.common.masking import MASK_NAME, weight_layers
 
 __all__ = [
     "FlopsBreakdown",
@@ -82,29 +91,75 @@ __all__ = [
 Convention = Literal["executed", "paper"]
 
 
-def count_connections(module: nn.Module) -> int:
-    """Number of connections (weights) of the fully connected layers of ``module``: ``Σ_l ‖W^l‖_0`` (Eq. 9).
+def _connections(layer: nn.Linear | nn.Conv2d) -> int:
+    mask = getattr(layer, MASK_NAME, None)
+    return int(mask.sum().item()) if mask is not None else layer.weight.numel()
 
-    A sparse layer (``nn.Linear`` with a ``weight_mask`` buffer) contributes ``mask.sum()``, any other
-    ``nn.Linear`` its ``weight.numel()``. Biases and non-linear layers are not counted.
+
+def count_connections(module: nn.Module) -> int:
+    """Number of connections (weights) of the linear and convolution layers of ``module``: ``Σ_l ‖W^l‖_0`` (Eq. 9).
+
+    A sparse layer (``nn.Linear`` or ``nn.Conv2d`` with a ``weight_mask`` buffer) contributes ``mask.sum()``, any
+    other ``nn.Linear`` or ``nn.Conv2d`` its ``weight.numel()``. Biases and other layers are not counted.
     """
-    total = 0
-    for layer in linear_layers(module):
-        mask = getattr(layer, MASK_NAME, None)
-        total += int(mask.sum().item()) if mask is not None else layer.weight.numel()
-    return total
+    return sum(_connections(layer) for layer in weight_layers(module))
+
+
+def _forward_macs(module: nn.Module, positions: dict[int, int]) -> int:
+    """Multiply-adds of one sample through the linear and convolution layers of ``module``: connections, times
+    the output positions for a convolution (``positions``, by ``id`` of the layer)."""
+    return sum(_connections(layer) * positions.get(id(layer), 1) for layer in weight_layers(module))
 
 
 def _count_parameters(module: nn.Module) -> int:
-    """Connections plus every parameter that is not a linear layer's weight (biases, log-std, ...)."""
-    weights = {id(layer.weight) for layer in linear_layers(module)}
+    """Connections plus every parameter that is not a linear or convolution layer's weight (biases, log-std, ...)."""
+    weights = {id(layer.weight) for layer in weight_layers(module)}
     others = sum(p.numel() for p in module.parameters() if id(p) not in weights)
     return count_connections(module) + others
 
 
 def _sparse_matrix_entries(module: nn.Module) -> int:
-    """Weight-matrix entries (``n^(l-1)·n^l``) of the sparse layers of ``module``."""
-    return sum(layer.weight.numel() for layer in linear_layers(module) if hasattr(layer, MASK_NAME))
+    """Weight entries (``n^(l-1)·n^l``, or a convolution's kernel entries) of the sparse layers of ``module``."""
+    return sum(layer.weight.numel() for layer in weight_layers(module) if hasattr(layer, MASK_NAME))
+
+
+def _zero_observation(space: spaces.Space, device: th.device) -> Any:
+    """A batch of one all-zero observation of ``space`` (a dictionary for ``Dict`` spaces)."""
+    if isinstance(space, spaces.Dict):
+        return {key: _zero_observation(sub, device) for key, sub in space.spaces.items()}
+    if isinstance(space, spaces.Discrete):
+        return th.zeros(1, dtype=th.long, device=device)
+    if isinstance(space, spaces.MultiDiscrete):
+        return th.zeros((1, len(space.nvec)), dtype=th.long, device=device)
+    return th.zeros((1, *space.shape), dtype=th.float32, device=device)  # type: ignore[misc]
+
+
+def _conv_positions(networks: Sequence[Any]) -> dict[int, int]:
+    """Output positions ``h_out·w_out`` of each convolution in the features extractors of ``networks`` (SB3
+    actors and critics), by ``id``: one forward pass on a zero observation, in evaluation mode, without gradient."""
+    positions: dict[int, int] = {}
+    for network in networks:
+        extractor = getattr(network, "features_extractor", None)
+        if extractor is None:
+            continue
+        convs = [m for m in extractor.modules() if isinstance(m, nn.Conv2d) and id(m) not in positions]
+        if not convs:
+            continue
+
+        def record(layer: nn.Module, inputs: Any, output: th.Tensor) -> None:
+            positions[id(layer)] = int(output.shape[-2]) * int(output.shape[-1])
+
+        hooks = [conv.register_forward_hook(record) for conv in convs]
+        training = extractor.training
+        try:
+            extractor.eval()
+            with th.no_grad():
+                network.extract_features(_zero_observation(network.observation_space, network.device), extractor)
+        finally:
+            extractor.train(training)
+            for hook in hooks:
+                hook.remove()
+    return positions
 
 
 def _policy(model: Any) -> Any:
@@ -122,11 +177,16 @@ def network_size(model: Any) -> int:
     return count_connections(policy.actor) + count_connections(policy.critic)
 
 
-def _q_network_sizes(critic: nn.Module) -> list[int]:
+def _q_network_sizes(critic: nn.Module, positions: dict[int, int]) -> list[int]:
+    """Multiply-adds per sample of each Q-network, the critic's features extractor counted with the first one."""
     q_networks = getattr(critic, "q_networks", None)
     if q_networks:
-        return [count_connections(q) for q in q_networks]
-    return [count_connections(critic)]
+        sizes = [_forward_macs(q, positions) for q in q_networks]
+        extractor = getattr(critic, "features_extractor", None)
+        if extractor is not None:
+            sizes[0] += _forward_macs(extractor, positions)
+        return sizes
+    return [_forward_macs(critic, positions)]
 
 
 def _is_sac(model: Any) -> bool:
@@ -143,39 +203,42 @@ def _is_crossq(model: Any) -> bool:
 class _Counts:
     """Connection and parameter counts of a policy's networks (per sample multiply-adds of each pass)."""
 
-    actor: int
+    actor: int  # multiply-adds per sample of each network (connections, times output positions for convolutions)
     q_networks: tuple[int, ...]
     actor_target: int
     critic_target: int
     target_update: int  # 2 per target parameter (Polyak) + 1 per sparse target matrix entry (Algorithm 3)
     evolution: int  # 1 per sparse matrix entry of actor and critics (Algorithm 2)
-    absent: int  # absent entries of the sparse layers of actor and critics (RigL's dense gradient)
+    absent: int  # absent entries of the sparse layers of actor and critics, times output positions (RigL)
 
 
 def _count(policy: Any) -> _Counts:
     critic_target = getattr(policy, "critic_target", None)
     actor_target = getattr(policy, "actor_target", None)
     targets = [m for m in (critic_target, actor_target) if m is not None]
+    positions = _conv_positions([policy.actor, policy.critic, *targets])
     return _Counts(
-        actor=count_connections(policy.actor),
-        q_networks=tuple(_q_network_sizes(policy.critic)),
-        actor_target=count_connections(actor_target) if actor_target is not None else 0,
-        critic_target=sum(_q_network_sizes(critic_target)) if critic_target is not None else 0,
+        actor=_forward_macs(policy.actor, positions),
+        q_networks=tuple(_q_network_sizes(policy.critic, positions)),
+        actor_target=_forward_macs(actor_target, positions) if actor_target is not None else 0,
+        critic_target=sum(_q_network_sizes(critic_target, positions)) if critic_target is not None else 0,
         target_update=sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in targets),
         evolution=_sparse_matrix_entries(policy.actor) + _sparse_matrix_entries(policy.critic),
-        absent=sum(_sparse_matrix_entries(m) - _sparse_connections(m) for m in (policy.actor, policy.critic)),
+        absent=sum(_absent_macs(m, positions) for m in (policy.actor, policy.critic)),
     )
 
 
-def _sparse_connections(module: nn.Module) -> int:
-    """Connections of the sparse layers of ``module``."""
+def _absent_macs(module: nn.Module, positions: dict[int, int]) -> int:
+    """Absent entries of the sparse layers of ``module``, times the output positions of a convolution."""
     return sum(
-        int(getattr(layer, MASK_NAME).sum().item()) for layer in linear_layers(module) if hasattr(layer, MASK_NAME)
+        (layer.weight.numel() - _connections(layer)) * positions.get(id(layer), 1)
+        for layer in weight_layers(module)
+        if hasattr(layer, MASK_NAME)
     )
 
 
-# policy -> (online linear layers with the mask tensor and its version when counted, counts)
-_CACHE: WeakKeyDictionary[nn.Module, tuple[list[tuple[nn.Linear, Any, int]], _Counts]] = WeakKeyDictionary()
+# policy -> (online linear and convolution layers with the mask tensor and its version when counted, counts)
+_CACHE: WeakKeyDictionary[nn.Module, tuple[list[tuple[nn.Module, Any, int]], _Counts]] = WeakKeyDictionary()
 
 
 def _cached_count(policy: Any) -> _Counts:
@@ -193,7 +256,7 @@ def _cached_count(policy: Any) -> _Counts:
         ):
             return counts
     layers = []
-    for layer in linear_layers(policy.actor) + linear_layers(policy.critic):
+    for layer in weight_layers(policy.actor) + weight_layers(policy.critic):
         mask = getattr(layer, MASK_NAME, None)
         layers.append((layer, mask, -1 if mask is None else mask._version))
     counts = _count(policy)

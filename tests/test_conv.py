@@ -17,6 +17,7 @@ from sb3_dst import DSSAC, DSTD3
 from sb3_dst.common.compact import is_compact
 from sb3_dst.common.masking import MASK_NAME, sparse_layers, sparse_linears
 from sb3_dst.common.topology import connection_budgets, er_budget, erk_densities, prune_to_k, random_mask
+from sb3_dst.metrics import flops_breakdown, network_size
 
 ALGOS = [DSTD3, DSSAC]
 #: NatureCNN on 36x36 RGB frames: three convolutions, then its 64x64 linear layer, then the 32-32 MLP.
@@ -219,3 +220,45 @@ def test_standalone_actor_with_sparse_convolutions_saves_and_loads(algo, small_k
     obs = TinyImageEnv().reset(seed=0)[0]
     assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
+
+# --- metrics ------------------------------------------------------------------------------------------------------
+
+#: Output positions of NatureCNN's convolutions on 36x36 frames: 8x8, 3x3 and 1x1.
+POSITIONS = [64, 9, 1]
+
+
+def test_network_size_and_flops_count_sparse_convolutions(small_kwargs):
+    model = image_model(DSTD3, small_kwargs)
+    actor = sum(ACTOR_COUNTS) + 32  # the output layer (32x1) stays dense
+    critic = sum(CRITIC_COUNTS) + 2 * 32
+    assert network_size(model) == actor + critic
+    assert dict(model._size_records)["dst/connections"] == actor + critic
+    actor_macs = sum(k * p for k, p in zip(ACTOR_COUNTS, [*POSITIONS, 1, 1, 1], strict=True)) + 32
+    extractor_macs = sum(k * p for k, p in zip(CRITIC_COUNTS[:4], [*POSITIONS, 1], strict=True))
+    critic_macs = extractor_macs + sum(CRITIC_COUNTS[4:]) + 2 * 32  # one extractor pass for both Q-networks
+    parts = flops_breakdown(model)
+    assert parts.action_selection == actor_macs
+    # target actor + target critics + online critics forward and backward, on the batch of 32
+    assert parts.critic_update == 32 * (actor_macs + critic_macs + 3 * critic_macs)
+    q1_macs = extractor_macs + CRITIC_COUNTS[4] + CRITIC_COUNTS[5] + 32
+    assert parts.actor_update == 32 * (3 * actor_macs + 3 * q1_macs)
+    # Algorithm 2 ranks every kernel entry of the sparse convolutions too
+    extractor_entries = sum(math.prod(shape) for shape in CONV_SHAPES) + 64 * 64
+    actor_entries = extractor_entries + 64 * 32 + 32 * 32
+    critic_entries = extractor_entries + 2 * (65 * 32 + 32 * 32)
+    assert parts.evolution == actor_entries + critic_entries
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_dense_convolutions_count_all_their_kernel_entries(share, small_kwargs):
+    small_kwargs["policy_kwargs"].update(
+        share_features_extractor=share, features_extractor_kwargs=dict(features_dim=64)
+    )
+    model = DSTD3("CnnPolicy", TinyImageEnv(), buffer_size=200, seed=3, **small_kwargs)
+    assert not any(isinstance(x, nn.Conv2d) for x in sparse_layers(model.policy))
+    kernels = sum(math.prod(shape) for shape in CONV_SHAPES)
+    linear = 64 * 64
+    actor_mlp, critic_mlp = 96 + 512 + 32, 2 * (97 + 512 + 32)
+    assert network_size(model) == 2 * (kernels + linear) + actor_mlp + critic_mlp
+    dense_macs = sum(math.prod(shape) * p for shape, p in zip(CONV_SHAPES, POSITIONS, strict=True)) + linear
+    assert flops_breakdown(model).action_selection == dense_macs + actor_mlp

@@ -24,11 +24,11 @@ from sb3_dst.common.masking import (
     MASK_NAME,
     SparseLayer,
     apply_masks,
-    linear_layers,
     masked_step,
     mirror_nonzero_pattern,
     settle_absent_state,
     sparse_layers,
+    weight_layers,
 )
 from sb3_dst.common.policies import (
     ErLambda,
@@ -396,7 +396,7 @@ class DSTMixin:
         sizes: dict[str, tuple[int, int]] = {}  # connections and weight entries per network
         for name, (online_attr, _) in self.networks.items():
             online = getattr(self, online_attr)
-            sizes[name] = (count_connections(online), sum(layer.weight.numel() for layer in linear_layers(online)))
+            sizes[name] = (count_connections(online), sum(layer.weight.numel() for layer in weight_layers(online)))
         connections, total = (sum(size[i] for size in sizes.values()) for i in (0, 1))
         self._size_records = [(f"dst/{name}_sparsity", 1.0 - n / n_total) for name, (n, n_total) in sizes.items()]
         self._size_records += [("dst/connections", connections), ("dst/sparsity", 1.0 - connections / total)]
