@@ -13,7 +13,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from test_parity import TinyImageEnv
 from torch import nn
 
-from sb3_dst import DSSAC, DSTD3
+from sb3_dst import DSSAC, DSTD3, PrunedTD3
 from sb3_dst.common.compact import is_compact
 from sb3_dst.common.masking import MASK_NAME, sparse_layers, sparse_linears
 from sb3_dst.common.topology import connection_budgets, er_budget, erk_densities, prune_to_k, random_mask
@@ -168,6 +168,18 @@ def test_target_convolutions_hold_at_most_k_nonzeros_after_polyak_updates(algo, 
     pruned = mixed.clone()
     prune_to_k(pruned, int(getattr(online, MASK_NAME).sum()))
     assert int((pruned != 0).sum()) == int(getattr(online, MASK_NAME).sum())
+
+
+def test_gradual_pruning_takes_convolutions_from_dense_to_their_budget(small_kwargs):
+    kwargs = dict(evolution_interval=5, pruning_start=0, pruning_end=20)
+    model = image_model(PrunedTD3, small_kwargs, **kwargs)
+    entries = [math.prod(shape) for shape in CONV_SHAPES]
+    assert counts(model.actor)[:3] == entries  # dense at the start
+    model.learn(80)  # 30 gradient steps: the last pruning step (20) reaches the budgets
+    assert counts(model.actor) == ACTOR_COUNTS
+    assert counts(model.critic) == CRITIC_COUNTS
+    for online, target in target_pairs(model):
+        assert int((target.weight != 0).sum()) <= int(getattr(online, MASK_NAME).sum())
 
 
 # --- saves --------------------------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ MlpPolicy = SparseTD3Policy
 class CnnPolicy(SparseTD3Policy):
     """:class:`SparseTD3Policy` for image observations: SB3's ``NatureCNN`` features extractor by default.
 
-    The extractor stays dense unless ``sparse_features_extractor=True`` (its last, linear layer then becomes
-    sparse too); the layers after it are sparse as in ``MlpPolicy``. Takes the same arguments.
+    The extractor stays dense unless ``sparse_features_extractor=True`` (its convolutions and its last, linear
+    layer then become sparse too); the layers after it are sparse as in ``MlpPolicy``. Takes the same arguments.
     """
 
     def __init__(self, *args: Any, features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN, **kwargs: Any):
@@ -53,9 +53,9 @@ class CnnPolicy(SparseTD3Policy):
 class MultiInputPolicy(SparseTD3Policy):
     """:class:`SparseTD3Policy` for ``Dict`` observations (e.g. with HER): SB3's ``CombinedExtractor`` by default.
 
-    The extractor stays dense unless ``sparse_features_extractor=True`` (only linear layers can be sparse, e.g.
-    those of the ``NatureCNN`` of image entries); the layers after it are sparse as in ``MlpPolicy``. Takes the
-    same arguments.
+    The extractor stays dense unless ``sparse_features_extractor=True`` (its linear and convolution layers then
+    become sparse, e.g. those of the ``NatureCNN`` of image entries); the layers after it are sparse as in
+    ``MlpPolicy``. Takes the same arguments.
     """
 
     def __init__(
