@@ -13,8 +13,10 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from test_parity import TinyImageEnv
 from torch import nn
 
-from sb3_dst import DSSAC, DSTD3, PrunedTD3
+from sb3_dst import DSDDPG, DSSAC, DSTD3, DSTQC, PrunedTD3
+from sb3_dst.common import masking
 from sb3_dst.common.compact import is_compact
+from sb3_dst.common.fused_adam import fused_adam_step
 from sb3_dst.common.masking import MASK_NAME, sparse_layers, sparse_linears
 from sb3_dst.common.topology import connection_budgets, er_budget, erk_densities, prune_to_k, random_mask
 from sb3_dst.metrics import flops_breakdown, network_size
@@ -128,6 +130,20 @@ def test_absent_conv_weights_stay_exactly_zero_between_evolutions(algo, fused, s
     assert model.num_evolutions == 0
     for name, layers in convs.items():  # the existing kernel entries did move
         assert all(not th.equal(x.weight, w) for x, w in zip(layers, before[name], strict=True))
+
+
+def test_fused_adam_steps_the_4d_kernels_with_their_masks(small_kwargs, monkeypatch):
+    stepped_dims: list[int] = []
+
+    def recording_step(optimizer, masks):
+        stepped = fused_adam_step(optimizer, masks)
+        stepped_dims.extend(p.dim() for p in stepped if id(p) in masks)
+        return stepped
+
+    monkeypatch.setattr(masking, "fused_adam_step", recording_step)
+    model = image_model(DSSAC, small_kwargs, evolution_interval=100)
+    model.learn(52)  # 2 gradient steps of actor and critic
+    assert stepped_dims.count(4) == 2 * 2 * 3  # the three kernels of each network, at each step, on the fused path
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -274,3 +290,25 @@ def test_dense_convolutions_count_all_their_kernel_entries(share, small_kwargs):
     assert network_size(model) == 2 * (kernels + linear) + actor_mlp + critic_mlp
     dense_macs = sum(math.prod(shape) * p for shape, p in zip(CONV_SHAPES, POSITIONS, strict=True)) + linear
     assert flops_breakdown(model).action_selection == dense_macs + actor_mlp
+
+
+# --- the other algorithms ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", [DSTQC, DSDDPG])
+def test_tqc_and_ddpg_evolve_sparse_convolutions_and_save_them(algo, small_kwargs, tmp_path):
+    model = image_model(algo, small_kwargs)
+    before = [getattr(x, MASK_NAME).clone() for x in conv_layers(model.critic)]
+    model.learn(80)
+    assert model.num_evolutions == 3
+    assert counts(model.actor) == ACTOR_COUNTS
+    for layer, mask in zip(conv_layers(model.critic), before, strict=True):
+        assert not th.equal(getattr(layer, MASK_NAME), mask)
+        assert int(getattr(layer, MASK_NAME).sum()) == int(mask.sum())
+        assert bool((layer.weight[getattr(layer, MASK_NAME) == 0] == 0).all())
+    for online, target in target_pairs(model):
+        assert int((target.weight != 0).sum()) <= int(getattr(online, MASK_NAME).sum())
+    model.save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip")
+    for (key, a), b in zip(model.policy.state_dict().items(), loaded.policy.state_dict().values(), strict=True):
+        assert th.equal(a, b), key
