@@ -162,7 +162,9 @@ def test_killed_worker_trial_is_failed_and_the_other_worker_finishes(postgres: P
     workers = [survivor, victim]
     reader = _Reader(postgres.url)
     try:
-        # Wait (bounded) until the victim is in the middle of a trial, then kill it without warning.
+        # Wait (bounded) until the victim is in the middle of a trial, past sampling (its last parameter, the
+        # exploration noise, is in the storage: a kill during sampling would leave a partial parameter set for the
+        # retry to complete), then kill it without warning.
         victim_tag = f":{victim.pid}"
         deadline = time.monotonic() + 180
         victim_trial = None
@@ -170,8 +172,11 @@ def test_killed_worker_trial_is_failed_and_the_other_worker_finishes(postgres: P
             assert time.monotonic() < deadline, "the victim never started a trial:\n" + _output(tmp_path / "victim")
             assert victim.poll() is None, "the victim stopped early:\n" + _output(tmp_path / "victim")
             for trial in reader.trials():
-                if trial.state == optuna.trial.TrialState.RUNNING and trial.user_attrs.get(WORKER_ATTR, "").endswith(
-                    victim_tag
+                running = trial.state == optuna.trial.TrialState.RUNNING
+                if (
+                    running
+                    and trial.user_attrs.get(WORKER_ATTR, "").endswith(victim_tag)
+                    and "noise_std" in trial.params
                 ):
                     victim_trial = trial.number
             time.sleep(0.2)
