@@ -6,8 +6,9 @@ and the same four variants of ``DDPG`` (SB3), ``TQC`` and ``CrossQ`` (sb3-contri
 A *variant* adds keyword overrides after a colon, e.g. ``DS-TD3:evolution_interval=200`` or
 ``DS-TD3:sparsity=0.8,drop_fraction=0.1`` (values are Python literals).
 
-Hyperparameters default to the paper's (``shared/reference.md`` §1, the same as this repository's
-``hyperparams/*.yml`` for rl-zoo3); ``--hyperparams DIR`` reads such rl-zoo3 files instead.
+Hyperparameters default to the paper's (``shared/reference.md`` §1) for the TD3 and SAC families and to rl-zoo3's
+tuned values of the dense algorithm for DDPG, TQC and CrossQ, the same as this repository's ``hyperparams/*.yml``
+for rl-zoo3; ``--hyperparams DIR`` reads such rl-zoo3 files instead.
 """
 
 from __future__ import annotations
