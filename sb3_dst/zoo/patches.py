@@ -136,7 +136,7 @@ def _make_objective(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, trial)
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(LAMBDA_MAX_ATTR, _lambda_bounds(self))
-        token = FILE_POLICY_KWARGS.set(self._hyperparams.get("policy_kwargs") or {})
+        token = FILE_POLICY_KWARGS.set((getattr(self, "_hyperparams", None) or {}).get("policy_kwargs") or {})
         try:
             value = original(self, trial)
         except optuna.TrialPruned as pruned:
