@@ -1,4 +1,5 @@
-"""Per-gradient-step overhead of DSTD3 over SB3's TD3 with the same network shapes.
+"""Per-gradient-step overhead of DSTD3 over SB3's TD3 with the same network shapes (``--algo tqc``/``crossq``:
+DSTQC over sb3-contrib's TQC, DSCrossQ over CrossQ).
 
 Two modes, both with the paper's settings (256-256 networks, batch 100, policy delay 2, e = 1000, so
 evolutions and the target pruning that follows them are inside the timed blocks):
@@ -17,6 +18,12 @@ separates the cost of the DST bookkeeping from what the fused step saves.
 
     python benchmarks/overhead.py --mode train --rounds 20 --steps 500 --out benchmarks/results/overhead_train.json
     python benchmarks/overhead.py --mode learn --rounds 20 --steps 500 --out benchmarks/results/overhead_learn.json
+
+``--algo tqc`` times DSTQC against TQC (256-256, batch 256, learning rate 3e-4, 25 quantiles, 2 critics: the
+benchmark's TQC settings) and ``--algo crossq`` DSCrossQ against CrossQ (its own networks: actor 256-256, critics
+1024-1024 with BatchRenorm, batch 256, learning rate 1e-3, policy delay 3). The sparse model keeps the package's
+DST defaults (λ = [7, 64], η = 0.1, e = 1000); the JSON keys keep the names of the TD3 comparison (``TD3`` is the
+dense model, ``DSTD3`` the sparse one) and ``algo`` says which pair was timed.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import torch as th
 from stable_baselines3 import TD3
 from stable_baselines3.common.logger import configure
 
-from sb3_dst import DSTD3
+from sb3_dst import DSTD3, DSTQC, DSCrossQ
 from sb3_dst.benchmark.worker import code_version, machine_info
 
 
@@ -59,10 +66,41 @@ def fill_buffers(env_id: str, models: list, n: int, seed: int) -> None:
             obs, _ = env.reset()
 
 
+def pair(algo: str) -> tuple[type, type, dict, dict]:
+    """Dense class, sparse class, their shared keywords and the sparse model's own keywords, for ``--algo``."""
+    if algo == "td3":
+        common = dict(
+            batch_size=100, learning_rate=1e-3, policy_delay=2, seed=0, policy_kwargs=dict(net_arch=[256, 256])
+        )
+        return TD3, DSTD3, common, dict(er_lambda=[7, 64], drop_fraction=0.05, evolution_interval=1000)
+    if algo == "tqc":
+        from sb3_contrib import TQC
+
+        common = dict(
+            batch_size=256,
+            learning_rate=3e-4,
+            top_quantiles_to_drop_per_net=2,
+            seed=0,
+            policy_kwargs=dict(net_arch=[256, 256], n_quantiles=25, n_critics=2),
+        )
+        return TQC, DSTQC, common, {}
+    from sb3_contrib import CrossQ
+
+    common = dict(batch_size=256, learning_rate=1e-3, policy_delay=3, seed=0)
+    return CrossQ, DSCrossQ, common, {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--mode", choices=["train", "learn"], default="train", help="time train() or learn()")
+    parser.add_argument(
+        "--algo",
+        choices=["td3", "tqc", "crossq"],
+        default="td3",
+        help="pair to time: DSTD3 vs TD3, DSTQC vs TQC or DSCrossQ vs CrossQ (the result keys say TD3 for the dense "
+        "model and DSTD3 for the sparse one whatever the pair)",
+    )
     parser.add_argument("--rounds", type=int, default=12, help="alternating blocks per model")
     parser.add_argument("--steps", type=int, default=500, help="gradient steps per block")
     parser.add_argument("--warmup", type=int, default=1000, help="untimed steps per model first")
@@ -90,15 +128,16 @@ def main() -> None:
     if args.flush_denormal and not th.set_flush_denormal(True):
         parser.error("--flush-denormal: this CPU does not support flushing denormals")
 
-    common = dict(batch_size=100, learning_rate=1e-3, policy_delay=2, seed=0, policy_kwargs=dict(net_arch=[256, 256]))
+    if args.algo != "td3" and args.td3_fused_adam_too:
+        parser.error("--td3-fused-adam-too applies to --algo td3 only")
+    dense_cls, sparse_cls, common, sparse_kwargs = pair(args.algo)
+    batch_size = common["batch_size"]
     models = {
-        "TD3": TD3("MlpPolicy", args.env, **common),
-        "DSTD3": DSTD3("MlpPolicy", args.env, er_lambda=[7, 64], drop_fraction=0.05, evolution_interval=1000, **common),
+        "TD3": dense_cls("MlpPolicy", args.env, **common),
+        "DSTD3": sparse_cls("MlpPolicy", args.env, **sparse_kwargs, **common),
     }
     if args.torch_adam_too:
-        models["DSTD3 (torch Adam)"] = DSTD3(
-            "MlpPolicy", args.env, er_lambda=[7, 64], drop_fraction=0.05, evolution_interval=1000, **common
-        )
+        models["DSTD3 (torch Adam)"] = sparse_cls("MlpPolicy", args.env, **sparse_kwargs, **common)
         models["DSTD3 (torch Adam)"].fused_adam = False
     if args.td3_fused_adam_too:
         fused_kwargs = dict(common["policy_kwargs"], optimizer_kwargs=dict(fused=True))
@@ -107,7 +146,7 @@ def main() -> None:
         fill_buffers(args.env, list(models.values()), 5000, seed=0)
         for model in models.values():
             model.set_logger(configure(None, []))
-            model.train(gradient_steps=args.warmup, batch_size=100)
+            model.train(gradient_steps=args.warmup, batch_size=batch_size)
     else:
         for model in models.values():
             model.learning_starts = args.warmup
@@ -115,7 +154,7 @@ def main() -> None:
 
     def block(model) -> None:
         if args.mode == "train":
-            model.train(gradient_steps=args.steps, batch_size=100)
+            model.train(gradient_steps=args.steps, batch_size=batch_size)
         else:
             model.learn(args.steps, reset_num_timesteps=False)
 
@@ -134,6 +173,9 @@ def main() -> None:
     overhead_of_medians = {name: median[name] / median["TD3"] - 1.0 for name in models}
     overhead_of_totals = {name: sum(times[name]) / sum(times["TD3"]) - 1.0 for name in models}
     result = {
+        "algo": args.algo,
+        "dense": type(models["TD3"]).__name__,
+        "sparse": type(models["DSTD3"]).__name__,
         "mode": args.mode,
         "env": args.env,
         "rounds": args.rounds,

@@ -17,13 +17,31 @@ import numpy as np
 import optuna
 import pytest
 
-from sb3_dst import DSSAC, DSTD3, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
+from sb3_dst import (
+    DSDDPG,
+    DSSAC,
+    DSTD3,
+    DSTQC,
+    DSCrossQ,
+    PrunedCrossQ,
+    PrunedDDPG,
+    PrunedSAC,
+    PrunedTD3,
+    PrunedTQC,
+    StaticCrossQ,
+    StaticDDPG,
+    StaticSAC,
+    StaticTD3,
+    StaticTQC,
+)
 from sb3_dst.common.masking import MASK_NAME, sparse_linears
 from sb3_dst.hyperparams import ALGOS_WITH_FILES, hyperparams_file, load
 from sb3_dst.zoo import (
     LAMBDA_MAX_ATTR,
     PRUNED_REASON_ATTR,
     SAMPLERS,
+    TD3_ALGOS,
+    ZOO_ALGOS,
     MujocoPyRequiredError,
     _make_objective,
     _TrialIndex,
@@ -32,6 +50,8 @@ from sb3_dst.zoo import (
     make_heartbeat_storage,
     max_er_lambdas,
 )
+from sb3_dst.zoo.registry import CROSSQ_ALGOS, DDPG_ALGOS, TQC_ALGOS
+from sb3_dst.zoo.samplers import FILE_POLICY_KWARGS, critic_outputs, default_net_arch
 
 TESTS_DIR = Path(__file__).resolve().parent
 CLASSES = {
@@ -41,6 +61,21 @@ CLASSES = {
     "static_sac": StaticSAC,
     "pruned_td3": PrunedTD3,
     "pruned_sac": PrunedSAC,
+    "ds_tqc": DSTQC,
+    "static_tqc": StaticTQC,
+    "pruned_tqc": PrunedTQC,
+    "ds_crossq": DSCrossQ,
+    "static_crossq": StaticCrossQ,
+    "pruned_crossq": PrunedCrossQ,
+    "ds_ddpg": DSDDPG,
+    "static_ddpg": StaticDDPG,
+    "pruned_ddpg": PrunedDDPG,
+}
+#: Files with the paper's settings (TD3 and SAC families); the others hold rl-zoo3's tuned values.
+PAPER_FILES = ("ds_td3", "ds_sac", "static_td3", "static_sac", "pruned_td3", "pruned_sac", "td3", "sac")
+#: Dense algorithm of each file built on rl-zoo3's tuned values.
+ZOO_TUNED_FILES = {
+    f"{prefix}{dense}": dense for dense in ("tqc", "crossq", "ddpg") for prefix in ("ds_", "static_", "pruned_", "")
 }
 PAPER_ENVS = [f"{name}-v{v}" for name in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid") for v in (4, 5)]
 #: Tiny budget that fits Pendulum-v1 (obs 3, act 1): λ1 <= 3·32/35 = 2.74, λ2 <= 16.
@@ -88,7 +123,7 @@ def test_startup_hook_is_cheap_and_registers_on_import(tmp_path: Path) -> None:
         " 'ds_sac' in HYPERPARAMS_SAMPLER)\n"
     )
     out = check(run(["-c", code], tmp_path))
-    expected = ["ds_sac", "ds_td3", "pruned_sac", "pruned_td3", "static_sac", "static_td3"]
+    expected = sorted(ZOO_ALGOS)
     assert f"[] True {expected} True" in out
 
 
@@ -97,7 +132,12 @@ def test_startup_hook_is_cheap_and_registers_on_import(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algo", ALGOS_WITH_FILES)
+def test_every_file_is_listed() -> None:
+    assert set(ALGOS_WITH_FILES) == set(PAPER_FILES) | set(ZOO_TUNED_FILES)
+    assert set(ZOO_ALGOS) < set(ALGOS_WITH_FILES)
+
+
+@pytest.mark.parametrize("algo", PAPER_FILES)
 def test_files_have_every_paper_task_in_v4_and_v5(algo: str) -> None:
     entries = load(algo)
     assert set(entries) == {"default", *PAPER_ENVS}
@@ -120,6 +160,45 @@ def test_files_have_every_paper_task_in_v4_and_v5(algo: str) -> None:
             assert not {"er_lambda", "sparsity", "drop_fraction", "evolution_interval"} & set(hp)
 
 
+def _rl_zoo3_file(dense: str) -> dict[str, dict[str, Any]]:
+    import rl_zoo3
+    import yaml
+
+    with open(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{dense}.yml") as file:
+        return yaml.safe_load(file)
+
+
+@pytest.mark.parametrize("algo", list(ZOO_TUNED_FILES))
+def test_tqc_crossq_ddpg_files_hold_rl_zoo3s_tuned_values(algo: str) -> None:
+    """Every key rl-zoo3's tuned v4 entry sets has its value in our v4 and v5 entries; the DST keys on top."""
+    dense = ZOO_TUNED_FILES[algo]
+    tuned = _rl_zoo3_file(dense)
+    entries = load(algo)
+    assert set(entries) == {"default", *PAPER_ENVS}
+    dense_entries = load(dense)
+    dst_keys = {"er_lambda", "sparsity", "drop_fraction", "evolution_interval"}
+    for env_id, hp in entries.items():
+        reference = tuned[env_id if env_id == "default" else env_id.replace("-v5", "-v4")]
+        for key, value in reference.items():
+            if key == "policy_kwargs":
+                assert eval(hp[key]) == eval(value), env_id
+            else:
+                assert hp[key] == value, (env_id, key)
+        assert {k: v for k, v in hp.items() if k not in dst_keys} == dense_entries[env_id], env_id
+        assert ("drop_fraction" in hp) == algo.startswith("ds_") and ("evolution_interval" in hp) == (
+            algo.startswith(("ds_", "pruned_"))
+        )
+        if dense == "ddpg":
+            assert not {"policy_delay", "target_policy_noise", "target_noise_clip"} & set(hp)
+        if dense == "crossq":
+            assert not {"tau", "target_update_interval"} & set(hp)
+        if dense == "tqc":
+            assert eval(hp["policy_kwargs"])["n_quantiles"] == 25
+            assert hp["top_quantiles_to_drop_per_net"] == (5 if env_id.startswith("Hopper") else 2)
+        if algo == dense:
+            assert not dst_keys & set(hp)
+
+
 def _first_layer_density(er_lambda: float, obs: int, act: int, hidden: int = 256) -> float:
     """Fraction of weights kept by the first sparse layers of the actor and both critics together."""
     shapes = [(obs, hidden), (obs + act, hidden), (obs + act, hidden)]
@@ -136,7 +215,14 @@ V3_SIZES = {"HalfCheetah": (17, 6), "Hopper": (11, 3), "Walker2d": (17, 6), "Ant
 
 @pytest.mark.parametrize("algo", list(CLASSES))
 def test_sparse_files_keep_the_papers_sparsity_on_v4_and_v5(algo: str) -> None:
-    """λ2 as in the paper; λ1 rescaled where the observation size changed so the first-layer density stays."""
+    """λ2 as in the paper; λ1 rescaled where the observation size changed so the first-layer density stays.
+
+    TQC's networks are SAC's: DS-SAC's λ. DDPG (400-300) and CrossQ (critics 4-8x wider than the actor) ask for
+    the paper's overall level, 50 %, on every task.
+    """
+    if algo in CROSSQ_ALGOS | DDPG_ALGOS:
+        assert all(hp["sparsity"] == 0.5 and "er_lambda" not in hp for hp in load(algo).values())
+        return
     paper = PAPER_LAMBDAS["ds_td3" if "td3" in algo else "ds_sac"]
     for env_id, hp in load(algo).items():
         if env_id == "default":
@@ -167,17 +253,19 @@ def test_every_entry_builds_its_model(algo: str) -> None:
             layer.connection_budget if algo.startswith("pruned_") else int(getattr(layer, MASK_NAME).sum())
             for layer in layers
         ]
-        if env_id == "default":  # 50 % overall; Pendulum's 3-input first layers are made dense
-            assert sum(kept) / sum(layer.weight.numel() for layer in layers) == pytest.approx(0.5, abs=0.01)
+        if "sparsity" in hp:  # 50 % overall; ERK makes small layers (Pendulum's 3-input first layers, CrossQ's
+            # actor next to its 2048-wide critics) dense
+            assert sum(kept) / sum(layer.weight.numel() for layer in layers) == pytest.approx(0.5, abs=0.01), env_id
         else:
             assert all(k < layer.weight.numel() for k, layer in zip(kept, layers, strict=True)), env_id
         env.close()
 
 
 def test_dense_files_are_importable_as_conf_modules() -> None:
-    from sb3_dst.hyperparams import sac, td3
+    from sb3_dst.hyperparams import crossq, ddpg, sac, td3, tqc
 
     assert td3.hyperparams == load("td3") and sac.hyperparams == load("sac")
+    assert tqc.hyperparams == load("tqc") and crossq.hyperparams == load("crossq") and ddpg.hyperparams == load("ddpg")
     assert hyperparams_file("ds_td3").name == "ds_td3.yml"
 
 
@@ -212,6 +300,21 @@ def test_lambda_bounds_make_each_layer_at_most_dense() -> None:
     assert max_er_lambdas(cheetah.observation_space, cheetah.action_space) == pytest.approx([17 * 256 / 273, 128])
     split = max_er_lambdas(pendulum.observation_space, pendulum.action_space, dict(pi=[8], qf=[32, 32]), True)
     assert split == pytest.approx([3 * 8 / 11, min(8 / 9, 32 * 32 / 64), 32 / 33])
+    # CrossQ's own networks when the file gives none; TQC's critics end in n_quantiles outputs.
+    assert default_net_arch("ds_crossq") == {"pi": [256, 256], "qf": [1024, 1024]}
+    assert default_net_arch("ds_tqc") == default_net_arch("ds_ddpg") == [256, 256]
+    crossq = max_er_lambdas(cheetah.observation_space, cheetah.action_space, default_net_arch("ds_crossq"))
+    assert crossq == pytest.approx([17 * 256 / 273, 128])  # the actor's layers are the smaller ones
+    assert critic_outputs("ds_tqc", {"n_quantiles": 10}) == 10 and critic_outputs("ds_tqc", None) == 25
+    assert critic_outputs("ds_sac", {"n_quantiles": 10}) == 1
+    quantiles = max_er_lambdas(pendulum.observation_space, pendulum.action_space, [32, 32], True, 25)
+    assert quantiles[-1] == pytest.approx(min(32 / 33, 32 * 25 / 57))
+
+
+def _build(algo: str, env: gym.Env, kwargs: dict[str, Any]) -> Any:
+    """The sampled keywords on a 32-32 network (TQC's sampled n_quantiles is in the sampled policy_kwargs)."""
+    policy_kwargs = {**kwargs.pop("policy_kwargs", {}), "net_arch": [32, 32]}
+    return CLASSES[algo]("MlpPolicy", env, policy_kwargs=policy_kwargs, buffer_size=1, **kwargs)
 
 
 @pytest.mark.parametrize("algo", list(SAMPLERS))
@@ -223,13 +326,31 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
     for _ in range(12):
         trial = study.ask()
         trial.set_user_attr(LAMBDA_MAX_ATTR, bounds)
-        kwargs = SAMPLERS[algo](trial, 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        token = FILE_POLICY_KWARGS.set({"net_arch": [32, 32], "n_critics": 2})  # as sb3-dst's objective does
+        try:
+            kwargs = SAMPLERS[algo](trial, 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        finally:
+            FILE_POLICY_KWARGS.reset(token)
         assert len(kwargs["er_lambda"]) == 2
         assert all(high / 20 <= lam <= high for lam, high in zip(kwargs["er_lambda"], bounds, strict=True))
-        model = CLASSES[algo]("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), buffer_size=1, **kwargs)
+        if algo in TQC_ALGOS:  # merged into the file's policy_kwargs, which rl-zoo3 would otherwise replace
+            n_quantiles = trial.params["n_quantiles"]
+            assert kwargs["policy_kwargs"] == {"net_arch": [32, 32], "n_critics": 2, "n_quantiles": n_quantiles}
+            assert 5 <= n_quantiles <= 50
+            assert 0 <= kwargs["top_quantiles_to_drop_per_net"] <= min(n_quantiles - 1, 5)
+        else:
+            assert "policy_kwargs" not in kwargs
+        model = _build(algo, env, dict(kwargs))
         assert model.er_lambda == kwargs["er_lambda"]
         assert model.gamma == pytest.approx(1 - trial.params["one_minus_gamma"])
-        if algo in ("ds_td3", "ds_sac"):
+        if algo in TQC_ALGOS:
+            assert model.policy_kwargs["n_quantiles"] == trial.params["n_quantiles"]
+            assert model.top_quantiles_to_drop_per_net == trial.params["top_quantiles_to_drop_per_net"]
+        if algo in DDPG_ALGOS:
+            assert not {"policy_delay", "target_policy_noise"} & set(trial.params)
+        if algo in TQC_ALGOS | CROSSQ_ALGOS:
+            assert not {"tau", "target_update_interval"} & set(trial.params)
+        if algo.startswith("ds_"):
             assert model.drop_fraction == trial.params["drop_fraction"]
             assert model.evolution_interval == trial.params["evolution_interval"]
             assert 0.01 <= model.drop_fraction <= 0.5 and 100 <= model.evolution_interval <= 10_000
@@ -238,15 +359,17 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
         if algo.startswith("pruned_"):
             assert model.evolution_interval == trial.params["evolution_interval"]
         assert "growth" not in trial.params  # beyond-the-paper dimensions only when asked for
-        if "td3" in algo:
+        if algo in TD3_ALGOS:
             assert model.action_noise is not None and model.action_noise._sigma[0] == trial.params["noise_std"]
         converted = convert_dst_params(trial.params)  # what `--trial-id` feeds back into the zoo
         assert converted["er_lambda"] == kwargs["er_lambda"] and converted["sparsity"] is None
-        assert ("noise_type" in converted) == ("td3" in algo)
+        assert ("noise_type" in converted) == (algo in TD3_ALGOS)
+        if algo in TQC_ALGOS:
+            assert converted["policy_kwargs"] == {"n_quantiles": trial.params["n_quantiles"]}
         study.tell(trial, 0.0)
 
 
-@pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "pruned_td3", "static_sac"])
+@pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "pruned_td3", "static_sac", "ds_tqc", "ds_crossq", "ds_ddpg"])
 def test_opt_in_search_samples_the_methods_beyond_the_paper(algo: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """SB3_DST_SEARCH adds sparsity, its distribution, growth, η schedule and target pruning to the samples."""
     monkeypatch.setenv("SB3_DST_SEARCH", "sparsity,sparsity_distribution,growth,drop_fraction_schedule,target_pruning")
@@ -256,10 +379,13 @@ def test_opt_in_search_samples_the_methods_beyond_the_paper(algo: str, monkeypat
     for _ in range(16):
         trial = study.ask()
         kwargs = SAMPLERS[algo](trial, 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
-        model = CLASSES[algo]("MlpPolicy", env, policy_kwargs=dict(net_arch=[32, 32]), buffer_size=1, **kwargs)
+        model = _build(algo, env, kwargs)
         assert 0.5 <= model.sparsity <= 0.98 and model.er_lambda is None and "er_lambda_1" not in trial.params
         assert model.sparsity_distribution == trial.params["sparsity_distribution"]
-        assert model.target_pruning == trial.params["target_pruning"]
+        if algo in CROSSQ_ALGOS:  # no target networks: nothing to choose
+            assert "target_pruning" not in trial.params
+        else:
+            assert model.target_pruning == trial.params["target_pruning"]
         if algo.startswith("ds_"):
             assert (model.growth, model.drop_fraction_schedule) == (
                 trial.params["growth"],
@@ -496,6 +622,8 @@ def test_train_then_enjoy_ds_td3_through_rl_zoo3(tmp_path: Path) -> None:
         ("rl_zoo3.train", "static_td3", StaticTD3, ["er_lambda:[1, 4]"]),
         ("rl_zoo3.train", "static_sac", StaticSAC, []),
         ("rl_zoo3.train", "pruned_td3", PrunedTD3, ["sparsity:0.6", "evolution_interval:50"]),
+        ("rl_zoo3.train", "ds_tqc", DSTQC, []),
+        ("rl_zoo3.train", "ds_crossq", DSCrossQ, []),
     ],
 )
 def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: type, extra: list[str]) -> None:
@@ -537,6 +665,15 @@ def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: typ
             1.0,
             1000,
         )
+    if algo == "ds_tqc":  # the file's `default` entry: TQC's settings with DS-TQC's η
+        assert (model.drop_fraction, model.top_quantiles_to_drop_per_net, model.tau, model.ent_coef) == (
+            0.1,
+            2,
+            0.005,
+            "auto",
+        )
+    if algo == "ds_crossq":
+        assert (model.drop_fraction, model.policy_delay, model.lr_schedule(1.0)) == (0.1, 3, 1e-3)
     if algo == "pruned_td3":  # pruned from 20 % to 80 % of its 400 gradient steps: at its budget at the end
         layers = model._sparse_layers["actor"] + model._sparse_layers["critic"]
         assert [int(layer.weight_mask.sum()) for layer in layers] == [layer.connection_budget for layer in layers]

@@ -4,7 +4,8 @@
 starts. It must stay cheap: it imports nothing heavy (no torch, no Stable-Baselines3, no sb3_dst) and only
 puts a finder on :data:`sys.meta_path`. When one of rl-zoo3's modules below is imported later, the finder lets
 the normal machinery load it and then hands the fresh module to :func:`sb3_dst.zoo.patch_module`, which adds
-sb3-dst's algorithms (``ds_td3``, ``static_td3``, ``pruned_td3`` and their SAC versions) to
+sb3-dst's algorithms (``ds_td3``, ``static_td3``, ``pruned_td3`` and their ``sac``, ``tqc``, ``crossq`` and
+``ddpg`` versions, e.g. ``ds_tqc``: every name of ``sb3_dst.zoo.ZOO_ALGOS``) to
 ``rl_zoo3.utils.ALGOS`` (before ``train.py`` builds its ``--algo`` choices), their Optuna samplers to
 ``rl_zoo3.hyperparams_opt`` and their defaults to the ``ExperimentManager``.
 

@@ -6,8 +6,9 @@ and the same four variants of ``DDPG`` (SB3), ``TQC`` and ``CrossQ`` (sb3-contri
 A *variant* adds keyword overrides after a colon, e.g. ``DS-TD3:evolution_interval=200`` or
 ``DS-TD3:sparsity=0.8,drop_fraction=0.1`` (values are Python literals).
 
-Hyperparameters default to the paper's (``shared/reference.md`` §1, the same as this repository's
-``hyperparams/*.yml`` for rl-zoo3); ``--hyperparams DIR`` reads such rl-zoo3 files instead.
+Hyperparameters default to the paper's (``shared/reference.md`` §1) for the TD3 and SAC families and to rl-zoo3's
+tuned values of the dense algorithm for DDPG, TQC and CrossQ, the same as this repository's ``hyperparams/*.yml``
+for rl-zoo3; ``--hyperparams DIR`` reads such rl-zoo3 files instead.
 """
 
 from __future__ import annotations
@@ -93,14 +94,26 @@ _SAC_COMMON: dict[str, Any] = {
 # Dense SAC: main-text soft update. Sparse SAC (Appendix A): hard update every 1000 gradient steps.
 _SAC_SOFT = {"tau": 0.005, "target_update_interval": 1}
 _SAC_HARD = {"tau": 1.0, "target_update_interval": 1000}
-# DDPG: the paper's TD3 settings without TD3's tricks (SB3's DDPG takes no policy_delay or target-policy noise).
+# DDPG, TQC and CrossQ have no settings in the paper: rl-zoo3's tuned MuJoCo values for the dense algorithm
+# (rl_zoo3/hyperparams/{ddpg,tqc,crossq}.yml, the v4 entries, used for v5 too), else the library's defaults.
+# The sparse variants keep the dense settings (TQC keeps its soft target update) so that only the topology differs.
+# DDPG (rl-zoo3's MuJoCo entries): 400-300 networks, batch 256, lr 1e-3, 10,000 random steps, Gaussian noise 0.1.
 _DDPG_COMMON: dict[str, Any] = {
-    k: v for k, v in _TD3_COMMON.items() if k not in ("policy_delay", "target_policy_noise", "target_noise_clip")
+    "policy": "MlpPolicy",
+    "learning_rate": 1e-3,
+    "buffer_size": 1_000_000,
+    "learning_starts": 10_000,
+    "batch_size": 256,
+    "tau": 0.005,
+    "gamma": 0.99,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "noise_type": "normal",
+    "noise_std": 0.1,
+    "policy_kwargs": {"net_arch": [400, 300]},
 }
-# TQC and CrossQ have no settings in the paper: their library's defaults (TQC: 256-256, 25 quantiles, 2 dropped
-# per network, soft target update; CrossQ: actor 256-256, critics 1024-1024 with BatchRenorm, policy_delay 3, no
-# targets), the learned entropy coefficient, and SAC's warm-up. The sparse variants keep the dense schedule (no
-# hard target update) so that only the topology differs.
+# TQC (rl-zoo3's MuJoCo entries are the library defaults with 10,000 random steps; Hopper drops 5 quantiles per
+# network): 256-256, 25 quantiles, 2 dropped per network, soft target update, learned entropy coefficient.
 _TQC_COMMON: dict[str, Any] = {
     "policy": "MlpPolicy",
     "learning_rate": 3e-4,
@@ -116,6 +129,9 @@ _TQC_COMMON: dict[str, Any] = {
     "top_quantiles_to_drop_per_net": 2,
     "policy_kwargs": {"net_arch": [256, 256], "n_quantiles": 25, "n_critics": 2},
 }
+_TQC_BY_NAME: dict[str, dict[str, Any]] = {"Hopper": {"top_quantiles_to_drop_per_net": 5}}
+# CrossQ: the library's networks (actor 256-256, critics 1024-1024 with BatchRenorm), policy_delay 3, no targets,
+# SAC's 10,000 random steps; on the MuJoCo tasks rl-zoo3's tuned values: critics 2048-2048, 5,000 random steps.
 _CROSSQ_COMMON: dict[str, Any] = {
     "policy": "MlpPolicy",
     "learning_rate": 1e-3,
@@ -129,6 +145,12 @@ _CROSSQ_COMMON: dict[str, Any] = {
     "policy_delay": 3,
     "policy_kwargs": {"net_arch": {"pi": [256, 256], "qf": [1024, 1024]}},
 }
+_CROSSQ_MUJOCO: dict[str, Any] = {
+    "learning_starts": 5_000,
+    "policy_kwargs": {"net_arch": {"pi": [256, 256], "qf": [2048, 2048]}},
+}
+#: The tasks with rl-zoo3 tuned values for DDPG, TQC and CrossQ (their v4 and v5 ids).
+_MUJOCO_TASKS = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 
 # λ1/λ2 per task (v4 and v5 ids). λ1 for Ant/Humanoid v5 rescaled to the v3 sparsity level, as in the
 # repository's hyperparams/*.yml (see their comments); other tasks get 50 % sparsity.
@@ -169,19 +191,26 @@ def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
     dense = family(algo)
-    if dense in ("TQC", "CrossQ"):
-        params = copy.deepcopy(_TQC_COMMON if dense == "TQC" else _CROSSQ_COMMON)
+    if dense in ("DDPG", "TQC", "CrossQ"):
+        name, _, version = env_id.partition("-")
+        mujoco = name in _MUJOCO_TASKS and version in _MUJOCO_VERSIONS
+        params = copy.deepcopy({"DDPG": _DDPG_COMMON, "TQC": _TQC_COMMON, "CrossQ": _CROSSQ_COMMON}[dense])
+        if dense == "TQC" and mujoco:
+            params.update(copy.deepcopy(_TQC_BY_NAME.get(name, {})))
+        if dense == "CrossQ" and mujoco:
+            params.update(copy.deepcopy(_CROSSQ_MUJOCO))
         if algo != dense:
-            # TQC's networks are SAC's (256-256): the λ of DS-SAC. CrossQ's critics are 4x wider than its actor, so
-            # one λ would give them very different densities: the sparsity level of the paper's networks instead.
+            # TQC's networks are SAC's (256-256): the λ of DS-SAC. DDPG's (400-300) are not the paper's and CrossQ's
+            # critics are 4-8x wider than its actor, so one λ would give them very different densities: the
+            # sparsity level of the paper's networks (50 %) instead.
             params.update(_topology(env_id, _SAC_LAMBDA, _SAC_LAMBDA_BY_ID) if dense == "TQC" else {"sparsity": 0.5})
         if algo.startswith("DS-"):
-            params.update(drop_fraction=0.1, evolution_interval=1000)
+            params.update(drop_fraction=0.05 if dense == "DDPG" else 0.1, evolution_interval=1000)
         if algo.startswith("Pruned-"):
             params.update(evolution_interval=1000)
         return params
-    if dense in ("TD3", "DDPG"):
-        params = copy.deepcopy(_TD3_COMMON if dense == "TD3" else _DDPG_COMMON)
+    if dense == "TD3":
+        params = copy.deepcopy(_TD3_COMMON)
         if algo != dense:
             params.update(_topology(env_id, _TD3_LAMBDA, _TD3_LAMBDA_BY_ID))
         if algo.startswith("DS-"):

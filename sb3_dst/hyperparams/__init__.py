@@ -4,10 +4,11 @@ The YAML files live in the repository's top-level ``hyperparams/`` folder; the w
 package, so the lookup works after ``pip install .`` as well as from a source checkout or ``pip install -e .``.
 
 ``ds_td3.yml``, ``ds_sac.yml``, ``static_td3.yml``, ``static_sac.yml``, ``pruned_td3.yml`` and ``pruned_sac.yml`` are
-the default files of those
-algorithms in rl-zoo3 (see :mod:`sb3_dst.zoo`). ``td3.yml`` and ``sac.yml`` hold the paper's settings for the
-dense baselines; rl-zoo3's own files stay the defaults of ``--algo td3``/``--algo sac``, so ask for ours with
-``-conf sb3_dst.hyperparams.td3`` or ``-conf sb3_dst.hyperparams.sac`` (modules defining ``hyperparams``).
+the default files of those algorithms in rl-zoo3 (see :mod:`sb3_dst.zoo`), and so are the ``ds_``, ``static_`` and
+``pruned_`` files of ``tqc``, ``crossq`` and ``ddpg`` (rl-zoo3's tuned values for the dense algorithm, see their
+comments). ``td3.yml``, ``sac.yml``, ``tqc.yml``, ``crossq.yml`` and ``ddpg.yml`` hold the same settings for the
+dense baselines; rl-zoo3's own files stay the defaults of ``--algo td3`` and the others, so ask for ours with
+``-conf sb3_dst.hyperparams.td3`` (``.sac``, ``.tqc``, ``.crossq``, ``.ddpg``: modules defining ``hyperparams``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,28 @@ from typing import Any
 import yaml
 
 #: Algorithms with a hyperparameter file here.
-ALGOS_WITH_FILES = ("ds_td3", "ds_sac", "static_td3", "static_sac", "pruned_td3", "pruned_sac", "td3", "sac")
+ALGOS_WITH_FILES = (
+    "ds_td3",
+    "ds_sac",
+    "static_td3",
+    "static_sac",
+    "pruned_td3",
+    "pruned_sac",
+    "td3",
+    "sac",
+    "ds_tqc",
+    "static_tqc",
+    "pruned_tqc",
+    "tqc",
+    "ds_crossq",
+    "static_crossq",
+    "pruned_crossq",
+    "crossq",
+    "ds_ddpg",
+    "static_ddpg",
+    "pruned_ddpg",
+    "ddpg",
+)
 
 
 def hyperparams_dir() -> Path:

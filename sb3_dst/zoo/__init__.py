@@ -9,9 +9,11 @@ What this module adds to rl-zoo3:
 
 - ``ALGOS``: ``ds_td3`` (:class:`~sb3_dst.DSTD3`), ``ds_sac`` (:class:`~sb3_dst.DSSAC`), ``static_td3``
   (:class:`~sb3_dst.StaticTD3`), ``static_sac`` (:class:`~sb3_dst.StaticSAC`), ``pruned_td3``
-  (:class:`~sb3_dst.PrunedTD3`) and ``pruned_sac`` (:class:`~sb3_dst.PrunedSAC`).
-- Default hyperparameter files: those algorithms read sb3-dst's ``hyperparams/{algo}.yml`` (the paper's values)
-  unless ``-conf`` is given.
+  (:class:`~sb3_dst.PrunedTD3`) and ``pruned_sac`` (:class:`~sb3_dst.PrunedSAC`), and the same three variants of
+  TQC, CrossQ and DDPG: ``ds_tqc``/``static_tqc``/``pruned_tqc`` (:class:`~sb3_dst.DSTQC` ...),
+  ``ds_crossq``/``static_crossq``/``pruned_crossq`` and ``ds_ddpg``/``static_ddpg``/``pruned_ddpg``.
+- Default hyperparameter files: those algorithms read sb3-dst's ``hyperparams/{algo}.yml`` (the paper's values;
+  for TQC, CrossQ and DDPG rl-zoo3's tuned values of the dense algorithm) unless ``-conf`` is given.
 - An early, explained stop for MuJoCo v2/v3 ids (they need mujoco-py), for every algorithm.
 - Optuna, for the algorithms above: samplers and converters (:func:`sample_ds_td3_params` documents the
   ranges), a persistent local study by default, heartbeats and retries on database storages, and trials that

@@ -13,7 +13,15 @@ from typing import Any
 import optuna
 
 from sb3_dst.zoo.registry import ZOO_ALGOS, MujocoPyRequiredError, algorithm_classes, check_env_id, default_config
-from sb3_dst.zoo.samplers import LAMBDA_MAX_ATTR, SAMPLERS, convert_dst_params, max_er_lambdas
+from sb3_dst.zoo.samplers import (
+    FILE_POLICY_KWARGS,
+    LAMBDA_MAX_ATTR,
+    SAMPLERS,
+    convert_dst_params,
+    critic_outputs,
+    default_net_arch,
+    max_er_lambdas,
+)
 from sb3_dst.zoo.storage import database_url, default_storage, default_study_name, make_heartbeat_storage
 
 #: Trial user attribute with the reason a trial was pruned (bad hyperparameters, divergence, the pruner).
@@ -159,8 +167,9 @@ def _lambda_bounds(manager: Any) -> list[float]:
         bounds = max_er_lambdas(
             env.observation_space,
             env.action_space,
-            policy_kwargs.get("net_arch"),
+            policy_kwargs.get("net_arch") or default_net_arch(manager.algo),
             bool(manager._hyperparams.get("sparse_output_layer", False)),
+            critic_outputs(manager.algo, policy_kwargs),
         )
     finally:
         env.close()
@@ -180,6 +189,7 @@ def _make_objective(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, trial)
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(LAMBDA_MAX_ATTR, _lambda_bounds(self))
+        token = FILE_POLICY_KWARGS.set((getattr(self, "_hyperparams", None) or {}).get("policy_kwargs") or {})
         try:
             value = original(self, trial)
         except optuna.TrialPruned as pruned:
@@ -194,6 +204,8 @@ def _make_objective(original: Callable[..., Any]) -> Callable[..., Any]:
         except (ValueError, AssertionError, FloatingPointError, OverflowError) as error:
             # Raised before learn(): the sampled values do not fit (e.g. a λ denser than full for a layer).
             raise _prune(trial, f"invalid hyperparameters: {type(error).__name__}: {error}") from error
+        finally:
+            FILE_POLICY_KWARGS.reset(token)
         if value is None or not math.isfinite(float(value)):
             raise _prune(trial, f"diverged: the mean evaluation return is {value}")
         return value

@@ -1,5 +1,6 @@
 """Optuna samplers and converters of sb3-dst's algorithms (rl-zoo3's ``HYPERPARAMS_SAMPLER`` signature)."""
 
+import contextvars
 import os
 import re
 from collections.abc import Callable
@@ -10,7 +11,15 @@ import optuna
 from gymnasium import spaces
 from stable_baselines3.common.noise import NormalActionNoise
 
-from sb3_dst.zoo.registry import DYNAMIC_ALGOS, PRUNING_ALGOS, TD3_ALGOS
+from sb3_dst.zoo.registry import (
+    CROSSQ_ALGOS,
+    DDPG_ALGOS,
+    DYNAMIC_ALGOS,
+    PRUNING_ALGOS,
+    STATIC_ALGOS,
+    TD3_ALGOS,
+    TQC_ALGOS,
+)
 
 #: Trial user attribute with the largest λ of each sparse layer (density 1), set before sampling.
 LAMBDA_MAX_ATTR = "er_lambda_max"
@@ -18,6 +27,30 @@ LAMBDA_MAX_ATTR = "er_lambda_max"
 DEFAULT_LAMBDA_MAX = (15.9, 128.0)
 #: λ_l is sampled log-uniformly in [λmax_l / LAMBDA_RANGE, λmax_l], i.e. a density between 5 % and 100 %.
 LAMBDA_RANGE = 20.0
+#: ``policy_kwargs`` of the hyperparameter file during one trial (set by sb3-dst's objective): rl-zoo3 replaces the
+#: file's ``policy_kwargs`` by the sampled one, so the TQC samplers put ``n_quantiles`` into a copy of it.
+FILE_POLICY_KWARGS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "sb3_dst_file_policy_kwargs", default=None
+)
+#: CrossQ's own ``net_arch`` (sb3-dst's CrossQ classes keep it when ``policy_kwargs`` gives none; the others use
+#: 256-256).
+CROSSQ_DEFAULT_NET_ARCH: dict[str, list[int]] = {"pi": [256, 256], "qf": [1024, 1024]}
+#: TQC's default number of quantiles per critic (its output layer's width).
+TQC_DEFAULT_N_QUANTILES = 25
+
+
+def default_net_arch(algo: str) -> list[int] | dict[str, list[int]]:
+    """The ``net_arch`` zoo algorithm ``algo`` builds when ``policy_kwargs`` has none."""
+    if algo in CROSSQ_ALGOS:
+        return {key: list(value) for key, value in CROSSQ_DEFAULT_NET_ARCH.items()}
+    return [256, 256]
+
+
+def critic_outputs(algo: str, policy_kwargs: dict[str, Any] | None) -> int:
+    """Width of the critic's output layer: ``n_quantiles`` for TQC, else 1."""
+    if algo in TQC_ALGOS:
+        return int((policy_kwargs or {}).get("n_quantiles", TQC_DEFAULT_N_QUANTILES))
+    return 1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -30,6 +63,7 @@ def max_er_lambdas(
     action_space: spaces.Space,
     net_arch: list[int] | dict[str, list[int]] | None = None,
     sparse_output_layer: bool = False,
+    critic_output_dim: int = 1,
 ) -> list[float]:
     """Largest λ of each sparse layer index (density 1 in every network that has that layer).
 
@@ -38,7 +72,9 @@ def max_er_lambdas(
     observation, the critics' from observation and action; the same λ list goes to both, so each bound is
     the smaller of the two. With ``sparse_output_layer`` the last bound covers the output layers too.
 
-    :param net_arch: as in ``policy_kwargs`` (list, or dict with ``pi`` and ``qf``); default 256-256.
+    :param net_arch: as in ``policy_kwargs`` (list, or dict with ``pi`` and ``qf``); default 256-256 (pass
+        :func:`default_net_arch` for CrossQ, whose own default is wider).
+    :param critic_output_dim: outputs of each critic (TQC: ``n_quantiles``), for ``sparse_output_layer``.
     """
     from stable_baselines3.common.preprocessing import get_action_dim, get_flattened_obs_dim
 
@@ -51,7 +87,7 @@ def max_er_lambdas(
     critic = list(zip([obs_dim + act_dim, *qf[:-1]], qf, strict=True))
     if sparse_output_layer:
         actor.append((pi[-1] if pi else obs_dim, act_dim))
-        critic.append((qf[-1] if qf else obs_dim + act_dim, 1))
+        critic.append((qf[-1] if qf else obs_dim + act_dim, critic_output_dim))
     bounds: list[float] = []
     for index in range(max(len(actor), len(critic))):
         shapes = [net[index] for net in (actor, critic) if index < len(net)]
@@ -72,9 +108,9 @@ def _sample_lambdas(trial: optuna.Trial) -> dict[str, float]:
 SEARCH_ENV = "SB3_DST_SEARCH"
 #: Opt-in search dimensions, with the algorithms that take them.
 SEARCHABLE: dict[str, frozenset[str]] = {
-    "sparsity": DYNAMIC_ALGOS | PRUNING_ALGOS | frozenset({"static_td3", "static_sac"}),
-    "sparsity_distribution": DYNAMIC_ALGOS | PRUNING_ALGOS | frozenset({"static_td3", "static_sac"}),
-    "target_pruning": DYNAMIC_ALGOS | PRUNING_ALGOS | frozenset({"static_td3", "static_sac"}),
+    "sparsity": DYNAMIC_ALGOS | PRUNING_ALGOS | STATIC_ALGOS,
+    "sparsity_distribution": DYNAMIC_ALGOS | PRUNING_ALGOS | STATIC_ALGOS,
+    "target_pruning": (DYNAMIC_ALGOS | PRUNING_ALGOS | STATIC_ALGOS) - CROSSQ_ALGOS,  # CrossQ has no targets
     "growth": DYNAMIC_ALGOS,
     "drop_fraction_schedule": DYNAMIC_ALGOS,
 }
@@ -126,23 +162,27 @@ def _sample_common(trial: optuna.Trial, algo: str) -> dict[str, Any]:
 
 def _sample_td3(trial: optuna.Trial, algo: str) -> dict[str, Any]:
     params = _sample_common(trial, algo)
-    params.update(
-        batch_size=trial.suggest_categorical("batch_size", [64, 100, 128, 256, 512]),
-        tau=trial.suggest_float("tau", 0.001, 0.02, log=True),
-        policy_delay=trial.suggest_int("policy_delay", 1, 3),
-        target_policy_noise=trial.suggest_float("target_policy_noise", 0.05, 0.5),
-        noise_std=trial.suggest_float("noise_std", 0.05, 0.5),
-    )
+    params["batch_size"] = trial.suggest_categorical("batch_size", [64, 100, 128, 256, 512])
+    params["tau"] = trial.suggest_float("tau", 0.001, 0.02, log=True)
+    if algo not in DDPG_ALGOS:  # DDPG has no policy delay nor target policy smoothing (DSDDPG refuses them)
+        params["policy_delay"] = trial.suggest_int("policy_delay", 1, 3)
+        params["target_policy_noise"] = trial.suggest_float("target_policy_noise", 0.05, 0.5)
+    params["noise_std"] = trial.suggest_float("noise_std", 0.05, 0.5)
     return params
 
 
 def _sample_sac(trial: optuna.Trial, algo: str) -> dict[str, Any]:
     params = _sample_common(trial, algo)
-    params.update(
-        batch_size=trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
-        ent_coef=trial.suggest_float("ent_coef", 0.01, 1.0, log=True),
-        target_update_interval=trial.suggest_int("target_update_interval", 100, 5000, log=True),
-    )
+    params["batch_size"] = trial.suggest_categorical("batch_size", [64, 128, 256, 512])
+    params["ent_coef"] = trial.suggest_float("ent_coef", 0.01, 1.0, log=True)
+    if algo in TQC_ALGOS:  # rl-zoo3's TQC ranges; TQC keeps its soft target update (tau of the file, every step)
+        n_quantiles = trial.suggest_int("n_quantiles", 5, 50)
+        params["n_quantiles"] = n_quantiles
+        params["top_quantiles_to_drop_per_net"] = trial.suggest_int(
+            "top_quantiles_to_drop_per_net", 0, min(n_quantiles - 1, 5)
+        )
+    elif algo not in CROSSQ_ALGOS:  # CrossQ has no target networks
+        params["target_update_interval"] = trial.suggest_int("target_update_interval", 100, 5000, log=True)
     return params
 
 
@@ -150,9 +190,11 @@ def convert_dst_params(params: dict[str, Any]) -> dict[str, Any]:
     """Turn sampled Optuna parameters (``trial.params``) into hyperparameters of the zoo files.
 
     ``one_minus_gamma`` becomes ``gamma``; ``er_lambda_1``, ``er_lambda_2``, ... become the list ``er_lambda``;
-    ``noise_std`` becomes ``noise_type: normal`` with that ``noise_std`` (rl-zoo3 builds the noise object). Other
-    parameters keep their names. This is rl-zoo3's ``HYPERPARAMS_CONVERTER`` entry of sb3-dst's algorithms, used
-    when ``--trial-id`` loads a trial.
+    ``noise_std`` becomes ``noise_type: normal`` with that ``noise_std`` (rl-zoo3 builds the noise object);
+    ``n_quantiles`` (TQC) moves into ``policy_kwargs`` (as rl-zoo3's TQC converter does: with ``--trial-id``,
+    that ``policy_kwargs`` replaces the file's, which sb3-dst's TQC files leave at TQC's defaults apart from
+    ``n_quantiles``). Other parameters keep their names. This is rl-zoo3's ``HYPERPARAMS_CONVERTER`` entry of
+    sb3-dst's algorithms, used when ``--trial-id`` loads a trial.
     """
     hyperparams = dict(params)
     if "one_minus_gamma" in hyperparams:
@@ -167,6 +209,10 @@ def convert_dst_params(params: dict[str, Any]) -> dict[str, Any]:
         hyperparams["er_lambda"] = None
     if "noise_std" in hyperparams:
         hyperparams["noise_type"] = "normal"
+    if "n_quantiles" in hyperparams:
+        policy_kwargs = dict(hyperparams.get("policy_kwargs") or {})
+        policy_kwargs["n_quantiles"] = hyperparams.pop("n_quantiles")
+        hyperparams["policy_kwargs"] = policy_kwargs
     return hyperparams
 
 
@@ -174,7 +220,10 @@ def _sampler(algo: str) -> Callable[[optuna.Trial, int, int, dict], dict[str, An
     sample = _sample_td3 if algo in TD3_ALGOS else _sample_sac
 
     def sample_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-        hyperparams = convert_dst_params(sample(trial, algo))
+        sampled = sample(trial, algo)
+        if "n_quantiles" in sampled:  # keep the file's other policy_kwargs (rl-zoo3 replaces the whole dict)
+            sampled["policy_kwargs"] = dict(FILE_POLICY_KWARGS.get() or {})
+        hyperparams = convert_dst_params(sampled)
         if "noise_std" in hyperparams:  # rl-zoo3's objective passes these straight to the constructor
             std = hyperparams.pop("noise_std")
             hyperparams.pop("noise_type")
@@ -252,6 +301,37 @@ sample_pruned_td3_params.__doc__ = """Optuna sampler of ``pruned_td3``: as :func
 sample_pruned_sac_params.__doc__ = """Optuna sampler of ``pruned_sac``: as :func:`sample_static_sac_params`, plus
 ``evolution_interval`` (log int [100, 10000]); λ sets the final budget."""
 
+sample_ds_tqc_params = _sampler("ds_tqc")
+sample_static_tqc_params = _sampler("static_tqc")
+sample_pruned_tqc_params = _sampler("pruned_tqc")
+sample_ds_crossq_params = _sampler("ds_crossq")
+sample_static_crossq_params = _sampler("static_crossq")
+sample_pruned_crossq_params = _sampler("pruned_crossq")
+sample_ds_ddpg_params = _sampler("ds_ddpg")
+sample_static_ddpg_params = _sampler("static_ddpg")
+sample_pruned_ddpg_params = _sampler("pruned_ddpg")
+sample_ds_tqc_params.__doc__ = """Optuna sampler of ``ds_tqc``: as :func:`sample_ds_sac_params` without
+``target_update_interval`` (TQC keeps its soft update, ``tau`` of the file every step), plus rl-zoo3's TQC ranges:
+``n_quantiles`` int [5, 50] (into ``policy_kwargs``, merged with the file's) and ``top_quantiles_to_drop_per_net``
+int [0, min(n_quantiles - 1, 5)]. λmax of the output layer (``sparse_output_layer``) uses the file's
+``n_quantiles``."""
+sample_static_tqc_params.__doc__ = "Optuna sampler of ``static_tqc``: as :func:`sample_ds_tqc_params` without η, e."
+sample_pruned_tqc_params.__doc__ = """Optuna sampler of ``pruned_tqc``: as :func:`sample_static_tqc_params`, plus
+``evolution_interval`` (log int [100, 10000])."""
+sample_ds_crossq_params.__doc__ = """Optuna sampler of ``ds_crossq``: as :func:`sample_ds_sac_params` without
+``target_update_interval`` (CrossQ has no target networks; ``tau`` is never sampled). λmax uses CrossQ's own
+networks (actor 256-256, critics 1024-1024) when the file gives no ``net_arch``."""
+sample_static_crossq_params.__doc__ = (
+    "Optuna sampler of ``static_crossq``: as :func:`sample_ds_crossq_params` without η, e."
+)
+sample_pruned_crossq_params.__doc__ = """Optuna sampler of ``pruned_crossq``: as :func:`sample_static_crossq_params`,
+plus ``evolution_interval`` (log int [100, 10000])."""
+sample_ds_ddpg_params.__doc__ = """Optuna sampler of ``ds_ddpg``: as :func:`sample_ds_td3_params` without
+``policy_delay`` and ``target_policy_noise`` (DDPG has neither; DSDDPG refuses them)."""
+sample_static_ddpg_params.__doc__ = "Optuna sampler of ``static_ddpg``: as :func:`sample_ds_ddpg_params` without η, e."
+sample_pruned_ddpg_params.__doc__ = """Optuna sampler of ``pruned_ddpg``: as :func:`sample_static_ddpg_params`, plus
+``evolution_interval`` (log int [100, 10000])."""
+
 SAMPLERS: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = {
     "ds_td3": sample_ds_td3_params,
     "static_td3": sample_static_td3_params,
@@ -259,4 +339,13 @@ SAMPLERS: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = 
     "static_sac": sample_static_sac_params,
     "pruned_td3": sample_pruned_td3_params,
     "pruned_sac": sample_pruned_sac_params,
+    "ds_tqc": sample_ds_tqc_params,
+    "static_tqc": sample_static_tqc_params,
+    "pruned_tqc": sample_pruned_tqc_params,
+    "ds_crossq": sample_ds_crossq_params,
+    "static_crossq": sample_static_crossq_params,
+    "pruned_crossq": sample_pruned_crossq_params,
+    "ds_ddpg": sample_ds_ddpg_params,
+    "static_ddpg": sample_static_ddpg_params,
+    "pruned_ddpg": sample_pruned_ddpg_params,
 }
