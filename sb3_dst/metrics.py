@@ -43,8 +43,9 @@ FLOPs convention (RigL, Evci et al. 2020, as used by the paper)
   - Action selection: one actor forward per environment transition once ``learning_starts`` random
     transitions are done (before that the actions are sampled uniformly and no network runs).
   - Topological evolution (Algorithm 2), per evolution event (``model.num_evolutions``): one operation per
-    weight-matrix entry of every sparse layer of the actor and critics (ranking the existing magnitudes and
-    choosing empty positions). It has no multiply-adds and is tiny (~2e5 every e steps vs ~1e8 per step).
+    weight-matrix entry of every sparse layer of the actor and critics, a features extractor they share once
+    (ranking the existing magnitudes and choosing empty positions). It has no multiply-adds and is tiny (~2e5
+    every e steps vs ~1e8 per step).
   - Gradient growth (``growth="gradient"``, RigL): at each evolution event the weight gradient of every sparse
     layer is computed densely, which costs ``batch_size`` multiply-adds per *absent* entry on top of the sparse
     backward pass (RigL's accounting); it is added to the evolution event's cost.
@@ -62,7 +63,7 @@ Network size
 S counts the weights (connections) of the actor and of all critics, not of the target networks (these are
 copies), and not biases: this reproduces Table 3 (214,784 dense, 106,169 sparse on HalfCheetah). The features
 extractors' linear and convolution layers are included (a features extractor shared by actor and critic is counted
-with each).
+once).
 """
 
 from __future__ import annotations
@@ -171,10 +172,11 @@ def network_size(model: Any) -> int:
     """Network size S of Eq. 9: connections of the actor plus all critics (weights only, no targets, no biases).
 
     :param model: a TD3/SAC-like algorithm (SB3's or sb3-dst's) or its policy.
-    :return: ``Σ_l ‖W^l‖_0`` over the actor and the critics.
+    :return: ``Σ_l ‖W^l‖_0`` over the actor and the critics, a features extractor they share counted once.
     """
     policy = _policy(model)
-    return count_connections(policy.actor) + count_connections(policy.critic)
+    layers = {id(layer): layer for network in (policy.actor, policy.critic) for layer in weight_layers(network)}
+    return sum(map(_connections, layers.values()))
 
 
 def _q_network_sizes(critic: nn.Module, positions: dict[int, int]) -> list[int]:
@@ -217,23 +219,17 @@ def _count(policy: Any) -> _Counts:
     actor_target = getattr(policy, "actor_target", None)
     targets = [m for m in (critic_target, actor_target) if m is not None]
     positions = _conv_positions([policy.actor, policy.critic, *targets])
+    # the sparse layers Algorithm 2 ranks, a features extractor shared by actor and critic once (it evolves once)
+    layers = {id(layer): layer for network in (policy.actor, policy.critic) for layer in weight_layers(network)}
+    online = [layer for layer in layers.values() if hasattr(layer, MASK_NAME)]
     return _Counts(
         actor=_forward_macs(policy.actor, positions),
         q_networks=tuple(_q_network_sizes(policy.critic, positions)),
         actor_target=_forward_macs(actor_target, positions) if actor_target is not None else 0,
         critic_target=sum(_q_network_sizes(critic_target, positions)) if critic_target is not None else 0,
         target_update=sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in targets),
-        evolution=_sparse_matrix_entries(policy.actor) + _sparse_matrix_entries(policy.critic),
-        absent=sum(_absent_macs(m, positions) for m in (policy.actor, policy.critic)),
-    )
-
-
-def _absent_macs(module: nn.Module, positions: dict[int, int]) -> int:
-    """Absent entries of the sparse layers of ``module``, times the output positions of a convolution."""
-    return sum(
-        (layer.weight.numel() - _connections(layer)) * positions.get(id(layer), 1)
-        for layer in weight_layers(module)
-        if hasattr(layer, MASK_NAME)
+        evolution=sum(layer.weight.numel() for layer in online),
+        absent=sum((layer.weight.numel() - _connections(layer)) * positions.get(id(layer), 1) for layer in online),
     )
 
 

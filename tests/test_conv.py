@@ -14,7 +14,7 @@ from test_parity import TinyImageEnv
 from torch import nn
 
 from sb3_dst import DSDDPG, DSSAC, DSTD3, DSTQC, PrunedTD3
-from sb3_dst.common import masking
+from sb3_dst.common import dst, masking
 from sb3_dst.common.compact import is_compact
 from sb3_dst.common.fused_adam import fused_adam_step
 from sb3_dst.common.masking import MASK_NAME, sparse_layers, sparse_linears
@@ -39,11 +39,11 @@ def conv_layers(module: nn.Module) -> list[nn.Conv2d]:
     return [m for m in sparse_layers(module) if isinstance(m, nn.Conv2d)]
 
 
-def image_model(algo, small_kwargs, **kwargs):
+def image_model(algo, small_kwargs, share=False, **kwargs):
     small_kwargs["er_lambda"] = ER_LAMBDA
     small_kwargs["policy_kwargs"].update(
         sparse_features_extractor=True,
-        share_features_extractor=False,
+        share_features_extractor=share,
         features_extractor_kwargs=dict(features_dim=64),
     )
     small_kwargs.update(kwargs)
@@ -287,7 +287,8 @@ def test_dense_convolutions_count_all_their_kernel_entries(share, small_kwargs):
     kernels = sum(math.prod(shape) for shape in CONV_SHAPES)
     linear = 64 * 64
     actor_mlp, critic_mlp = 96 + 512 + 32, 2 * (97 + 512 + 32)
-    assert network_size(model) == 2 * (kernels + linear) + actor_mlp + critic_mlp
+    assert network_size(model) == (1 if share else 2) * (kernels + linear) + actor_mlp + critic_mlp  # shared: once
+    assert dict(model._size_records)["dst/connections"] == network_size(model)
     dense_macs = sum(math.prod(shape) * p for shape, p in zip(CONV_SHAPES, POSITIONS, strict=True)) + linear
     assert flops_breakdown(model).action_selection == dense_macs + actor_mlp
 
@@ -312,3 +313,135 @@ def test_tqc_and_ddpg_evolve_sparse_convolutions_and_save_them(algo, small_kwarg
     loaded = algo.load(tmp_path / "model.zip")
     for (key, a), b in zip(model.policy.state_dict().items(), loaded.policy.state_dict().values(), strict=True):
         assert th.equal(a, b), key
+
+
+# --- a sparse features extractor shared by actor and critic ---------------------------------------------------------
+
+
+def extractor_layers(module: nn.Module) -> list[nn.Module]:
+    return sparse_layers(module.features_extractor)
+
+
+def bits(tensor: th.Tensor) -> th.Tensor:
+    return tensor.view(th.int32) if tensor.dtype == th.float32 else tensor
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_shared_sparse_extractor_is_the_actors_and_counted_once(algo, small_kwargs):
+    model = image_model(algo, small_kwargs, share=True)
+    shared = extractor_layers(model.actor)
+    assert model.critic.features_extractor is model.actor.features_extractor
+    assert counts(model.actor) == ACTOR_COUNTS
+    assert counts(model.critic) == CRITIC_COUNTS  # the actor's extractor (its λs), then the Q-networks' own λs
+    assert [id(x) for x in model._sparse_layers["actor"][:4]] == [id(x) for x in shared]
+    assert len(model._sparse_layers["critic"]) == 4  # the Q-networks' layers only
+    assert not {id(x) for x in shared} & {id(x) for x in model._sparse_layers["critic"]}
+    # TD3's critic target reads the actor target's extractor (SB3 shares it), SAC's its own copy
+    copies = extractor_layers(model.critic_target)
+    assert not {id(x) for x in shared} & {id(x) for x in copies}
+    if algo is DSTD3:
+        assert model.critic_target.features_extractor is model.actor_target.features_extractor
+    assert counts(model.critic_target.features_extractor) == ACTOR_COUNTS[:4]
+    assert [getattr(x, "connection_budget") for x in copies] == ACTOR_COUNTS[:4]  # noqa: B009
+    # S: the extractor once, the actor's MLP (dense output: mu, and SAC's log_std), the two Q-networks
+    actor_mlp = 768 + 512 + (32 if algo is DSTD3 else 2 * 32)
+    assert network_size(model) == sum(ACTOR_COUNTS[:4]) + actor_mlp + 2 * (776 + 512 + 32)
+    assert dict(model._size_records)["dst/connections"] == network_size(model)
+    # Algorithm 2 ranks the shared extractor's kernel entries once
+    extractor_entries = sum(math.prod(shape) for shape in CONV_SHAPES) + 64 * 64
+    assert flops_breakdown(model).evolution == extractor_entries + 64 * 32 + 32 * 32 + 2 * (65 * 32 + 32 * 32)
+
+
+def test_the_critic_of_a_shared_extractor_takes_the_lambdas_after_the_extractors(small_kwargs):
+    small_kwargs["policy_kwargs"]["net_arch"] = dict(pi=[32, 32], qf=[32])
+    message = r"er_lambda has 2 values after the 4 of the shared features extractor but the critic qf0 has 1 sparse"
+    with pytest.raises(ValueError, match=message):
+        image_model(DSTD3, small_kwargs, share=True)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_shared_extractor_is_left_out_of_the_critics_sparsity_budget(algo, small_kwargs):
+    model = image_model(algo, small_kwargs, share=True, er_lambda=None, sparsity=0.9)
+    extractor_shapes = [*CONV_SHAPES, (64, 64)]
+    actor_budgets = connection_budgets([*extractor_shapes, (64, 32), (32, 32)], 0.9)
+    assert counts(model.actor) == actor_budgets
+    assert counts(model.critic) == actor_budgets[:4] + 2 * connection_budgets([(65, 32), (32, 32)], 0.9)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_shared_sparse_extractor_is_stepped_and_evolved_once(algo, small_kwargs, monkeypatch):
+    model = image_model(algo, small_kwargs, share=True)
+    shared = extractor_layers(model.actor)
+    evolved: list[int] = []
+    drop_and_grow = dst.drop_and_grow
+
+    def recording(weight, mask, *args, **kwargs):
+        evolved.append(id(weight))
+        return drop_and_grow(weight, mask, *args, **kwargs)
+
+    monkeypatch.setattr(dst, "drop_and_grow", recording)
+    masks = [getattr(x, MASK_NAME).clone() for x in shared]
+    model.learn(80)  # 30 gradient steps, evolutions at 10, 20 and 30
+    assert model.num_evolutions == 3
+    for layer, before in zip(shared, masks, strict=True):
+        assert evolved.count(id(layer.weight)) == 3  # once per evolution interval, with the actor
+        assert not th.equal(getattr(layer, MASK_NAME), before)
+        assert int(getattr(layer, MASK_NAME).sum()) == int(before.sum())
+    assert len(evolved) == 3 * (len(model._sparse_layers["actor"]) + len(model._sparse_layers["critic"]))
+    # only the actor's optimizer steps the extractor (the critic computes its features without gradient)
+    assert all(x.weight in model.actor.optimizer.state for x in shared)
+    assert not any(x.weight in model.critic.optimizer.state for x in shared)
+    masks = [getattr(x, MASK_NAME).clone() for x in shared]
+    weights = [x.weight.detach().clone() for x in shared]
+    for _ in range(2):  # steps 31 and 32: no evolution
+        model.train(gradient_steps=1, batch_size=32)
+        for layer, mask in zip(shared, masks, strict=True):
+            assert th.equal(getattr(layer, MASK_NAME), mask)
+            assert bool((layer.weight[mask == 0] == 0).all()), "an absent weight of the shared extractor moved"
+    assert len(evolved) == 3 * (len(model._sparse_layers["actor"]) + len(model._sparse_layers["critic"]))
+    assert all(not th.equal(x.weight, w) for x, w in zip(shared, weights, strict=True))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_target_copies_of_a_shared_extractor_hold_at_most_k_nonzeros(algo, small_kwargs):
+    model = image_model(algo, small_kwargs, share=True, evolution_interval=5)
+    model.learn(60)  # 10 gradient steps, two evolutions
+    pairs = target_pairs(model)  # the critic's include the shared extractor and the critic target's extractor
+    copies = list(zip(extractor_layers(model.actor), extractor_layers(model.critic_target), strict=True))
+    before = [target.weight.detach().clone() for _, target in copies]
+    for _ in range(6):  # steps 11-16, evolution at 15: targets move off the online masks, then are pruned back
+        model.train(gradient_steps=1, batch_size=32)
+        for online, target in pairs:
+            assert int((target.weight != 0).sum()) <= int(getattr(online, MASK_NAME).sum())
+    for (online, target), weight in zip(copies, before, strict=True):
+        assert not th.equal(target.weight, weight)  # Polyak-updated from the shared extractor
+        assert int((target.weight != 0).sum()) == int(getattr(online, MASK_NAME).sum())
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_shared_sparse_extractor_saves_and_loads_bit_for_bit(algo, small_kwargs, tmp_path):
+    model = image_model(algo, small_kwargs, share=True)
+    model.learn(80)
+    model.save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip")
+    assert loaded.critic.features_extractor is loaded.actor.features_extractor
+    for name in ("policy", "actor.optimizer", "critic.optimizer"):
+        original, restored = model.get_parameters()[name], loaded.get_parameters()[name]
+        if name == "policy":
+            assert original.keys() == restored.keys()
+            for key in original:
+                assert th.equal(bits(original[key]), bits(restored[key])), key
+        else:
+            assert original["state"].keys() == restored["state"].keys()
+            for index, state in original["state"].items():
+                for key, value in state.items():
+                    if isinstance(value, th.Tensor):
+                        assert th.equal(bits(value), bits(restored["state"][index][key])), (name, index, key)
+    obs = TinyImageEnv().reset(seed=0)[0]
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    assert len(loaded._sparse_layers["critic"]) == 4
+    loaded.set_env(TinyImageEnv())
+    loaded.learn(20, reset_num_timesteps=False)  # resumes, still sparse
+    assert counts(loaded.actor) == ACTOR_COUNTS
+    for online, target in target_pairs(loaded):
+        assert int((target.weight != 0).sum()) <= int(getattr(online, MASK_NAME).sum())

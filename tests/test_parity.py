@@ -282,7 +282,6 @@ def test_sparse_features_extractor_option_evolves_the_extractors_layers(algo, sm
 @pytest.mark.parametrize(
     ("policy", "env", "extra", "message"),
     [
-        ("CnnPolicy", TinyImageEnv, dict(share_features_extractor=True), "needs share_features_extractor=False"),
         ("MlpPolicy", lambda: gym.make("Pendulum-v1"), {}, "FlattenExtractor has no nn.Linear layer"),
     ],
 )

@@ -50,7 +50,7 @@ from sb3_dst.common.topology import (
     reset_optimizer_state,
     scheduled_drop_fraction,
 )
-from sb3_dst.metrics import FlopsBreakdown, _total_flops, count_connections, flops_breakdown
+from sb3_dst.metrics import FlopsBreakdown, _connections, _total_flops, flops_breakdown
 
 #: Keywords handed to the sparse policy (they decide each layer's budget).
 TOPOLOGY_KEYS = (
@@ -361,19 +361,34 @@ class DSTMixin:
         # (online parameters, target parameters, Algorithm 3 state of the segment's last target weight, if sparse)
         self._target_updates: dict[str, list[tuple[list[th.Tensor], list[th.Tensor], _Target | None]]] = {}
         self._next_settle: dict[str, int] = {}  # gradient step of the next settle_absent_state, per network
+        # Algorithm 3 state of target copies of layers another network owns (the critic target's copy of an
+        # extractor shared with the actor), by id of the online weight: they follow that layer's evolution.
+        self._follower_targets: dict[int, list[_Target]] = {}
+        states: dict[int, _Target] = {}  # by id of the target weight: one state per target layer (TD3's critic
+        # target shares the actor target's extractor, which both Polyak updates move and prune)
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
-            layers = sparse_layers(online)
+            all_layers = sparse_layers(online)
+            layers = self._owned_layers(online, all_layers)
+            owned = {id(layer) for layer in layers}
             self._sparse_layers[name] = layers
             if target_attr is not None:
                 target_module = getattr(self, target_attr)
                 targets = sparse_layers(target_module)
-                self._target_sparsity[name] = [
-                    _target_sparsity(target, getattr(layer, MASK_NAME), self.target_pruning)
-                    for layer, target in zip(layers, targets, strict=True)
-                ]
+                # SB3's Polyak update runs over every parameter of the online module, a shared extractor's too: each
+                # target layer keeps as many connections as its online layer, whichever network owns that one.
+                pairs = []
+                for layer, target in zip(all_layers, targets, strict=True):
+                    if id(target.weight) not in states:
+                        mask = getattr(layer, MASK_NAME)
+                        states[id(target.weight)] = _target_sparsity(target, mask, self.target_pruning)
+                    pairs.append((layer, target, states[id(target.weight)]))
+                self._target_sparsity[name] = [s for layer, _, s in pairs if id(layer) in owned]
+                for layer, _, state in pairs:
+                    if id(layer) not in owned:
+                        self._follower_targets.setdefault(id(layer.weight), []).append(state)
                 # Split the parameters after each sparse target weight, so that it is pruned right after its update
-                by_weight = {id(t.weight): s for t, s in zip(targets, self._target_sparsity[name], strict=True)}
+                by_weight = {id(t.weight): s for _, t, s in pairs}
                 segments: list[tuple[list[th.Tensor], list[th.Tensor], _Target | None]] = []
                 params: list[th.Tensor] = []
                 target_params: list[th.Tensor] = []
@@ -387,16 +402,36 @@ class DSTMixin:
                 if params:
                     segments.append((params, target_params, None))
                 self._target_updates[name] = segments
+        kept = {id(s) for states_of_network in self._target_sparsity.values() for s in states_of_network}
+        self._follower_targets = {
+            key: followers
+            for key, states_of_layer in self._follower_targets.items()
+            if (followers := [s for s in states_of_layer if id(s) not in kept])
+        }
         self._refresh_size_records()
         self._grow_scores: dict[str, list[th.Tensor]] = {}
         self._flops_cache: tuple[tuple[Any, ...], FlopsBreakdown] | None = None
+
+    def _owned_layers(self, online: Any, layers: list[SparseLayer]) -> list[SparseLayer]:
+        """The ``layers`` of ``online`` (sparse or all weight layers) that it evolves and steps: all, except in a
+        critic given the actor's features extractor (``share_features_extractor=True``). That extractor is the
+        actor's: the actor's loss trains it (SB3's critic computes features without gradient and SAC's critic
+        optimizer leaves it out), so it is stepped, evolved and counted with the actor only.
+        """
+        actor = getattr(self, "actor", None)
+        extractor = getattr(online, "features_extractor", None)
+        if actor is None or online is actor or extractor is None or extractor is not actor.features_extractor:
+            return layers
+        shared = {id(module) for module in extractor.modules()}
+        return [layer for layer in layers if id(layer) not in shared]
 
     def _refresh_size_records(self) -> None:
         """The ``dst/`` size metrics (connections and sparsity per network and overall), read from the masks."""
         sizes: dict[str, tuple[int, int]] = {}  # connections and weight entries per network
         for name, (online_attr, _) in self.networks.items():
-            online = getattr(self, online_attr)
-            sizes[name] = (count_connections(online), sum(layer.weight.numel() for layer in weight_layers(online)))
+            # A features extractor shared by actor and critic counts with the actor, whose loss trains it.
+            layers = self._owned_layers(getattr(self, online_attr), weight_layers(getattr(self, online_attr)))
+            sizes[name] = (sum(map(_connections, layers)), sum(layer.weight.numel() for layer in layers))
         connections, total = (sum(size[i] for size in sizes.values()) for i in (0, 1))
         self._size_records = [(f"dst/{name}_sparsity", 1.0 - n / n_total) for name, (n, n_total) in sizes.items()]
         self._size_records += [("dst/connections", connections), ("dst/sparsity", 1.0 - connections / total)]
@@ -525,6 +560,7 @@ class DSTMixin:
             "_sparse_layers",
             "_target_sparsity",
             "_target_updates",
+            "_follower_targets",
             "_next_settle",
             "_size_records",
             "_flops_cache",
@@ -582,6 +618,9 @@ class DSTMixin:
         for name, layers in self._sparse_layers.items():
             apply_masks(layers)
             for target in self._target_sparsity.get(name, []):
+                target.maintain()
+        for followers in self._follower_targets.values():
+            for target in followers:
                 target.maintain()
 
     # --- Called from train() -----------------------------------------------------------------------------
@@ -644,8 +683,8 @@ class DSTMixin:
             mask = getattr(layer, MASK_NAME)
             dropped, grown, changed = drop_and_grow(layer.weight, mask, eta, grow_scores=score)
             reset_optimizer_state(optimizer, layer.weight, dropped | grown)
-            if target is not None:
-                target.mark_changed(changed)
+            for copy in self._targets_of(layer, target):
+                copy.mark_changed(changed)
             moved += int(changed.sum()) // 2
             total += int(mask.sum())
         settle_absent_state(optimizer, layers)  # dropped connections: zero first moment, unit second moment
@@ -688,9 +727,9 @@ class DSTMixin:
             n_removed = int(removed.sum())
             if n_removed:
                 reset_optimizer_state(optimizer, layer.weight, removed)
-                if target is not None:
-                    target.k = int(mask.sum())
-                    target.mark_changed(removed)
+                for copy in self._targets_of(layer, target):
+                    copy.k = int(mask.sum())
+                    copy.mark_changed(removed)
             removed_total += n_removed
         if removed_total:
             settle_absent_state(optimizer, layers)
@@ -701,6 +740,11 @@ class DSTMixin:
         if network == "critic":
             self.num_evolutions += 1
         return fraction
+
+    def _targets_of(self, layer: SparseLayer, target: _Target | None) -> list[_Target]:
+        """Algorithm 3 state of every target copy of ``layer``: its network's (``target``) and, for an extractor
+        shared with the critic, the critic target's."""
+        return ([] if target is None else [target]) + self._follower_targets.get(id(layer.weight), [])
 
     def _update_target(self, network: str) -> None:
         """Polyak update of the target of ``network``, then Algorithm 3 on each of its sparse layers.

@@ -201,7 +201,11 @@ class SparseTopologyMixin:
         per extractor layer; a convolution of ``c_in`` to ``c_out`` channels with a ``k_h x k_w`` kernel gets
         ``round(λ (c_in + c_out + k_h + k_w))`` of its ``c_in c_out k_h k_w`` kernel entries, and ``sparsity=``
         scores it by ``(c_in + c_out + k_h + k_w) / (c_in c_out k_h k_w)`` in the ERK distribution. The critic's
-        extractor, shared by its Q-networks, is sparsified once. Needs ``share_features_extractor=False``.
+        extractor, shared by its Q-networks, is sparsified once. With ``share_features_extractor=True`` the extractor
+        shared by actor and critic is the actor's: it takes the actor's λs (first in ``er_lambda``), evolves and
+        steps with the actor; the critic's Q-networks take the λs after them (``sparsity=`` budgets leave the
+        extractor out of the critic's), and the critic target's extractor is pruned (Algorithm 3) to the shared
+        layers' masks.
     """
 
     er_lambda: ErLambda
@@ -258,9 +262,21 @@ class SparseTopologyMixin:
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)  # type: ignore[attr-defined]
         critic: Any = self.critic_class(**critic_kwargs).to(self.device)  # type: ignore[attr-defined]
         extractor = self._extractor_layers(critic)
+        if extractor and self._shares_extractor():
+            # SB3 gives the critic the actor's extractor, which the actor's loss trains (the critic computes its
+            # features without gradient): its layers are the actor's. The critic target gets the actor target's
+            # extractor (TD3) or a copy (SAC), loaded from the critic's state: the copy only needs masks of the shared
+            # layers' shapes, the load replaces them. Neither counts in the critic's budgets.
+            for layer, shared in zip(extractor, self._extractor_layers(self.actor), strict=True):  # type: ignore[attr-defined]
+                if layer is not shared and not hasattr(layer, MASK_NAME):
+                    add_mask(layer, int(getattr(shared, MASK_NAME).sum()))
+                setattr(layer, "connection_budget", shared.connection_budget)  # noqa: B010
+            skip, extractor = len(extractor), []
+        else:
+            skip = 0
         for i, q_net in enumerate(critic.q_networks):
             layers = linear_layers(q_net)
-            self._sparsify(f"critic qf{i}", hidden=[*extractor, *layers[:-1]], output=layers[-1:])
+            self._sparsify(f"critic qf{i}", hidden=[*extractor, *layers[:-1]], output=layers[-1:], skip_lambdas=skip)
         return critic
 
     def _sparsify_gaussian_actor(self, actor: Any) -> None:
@@ -274,11 +290,6 @@ class SparseTopologyMixin:
         """The layers of the features extractor of ``network`` to sparsify (none unless asked)."""
         if not self.sparse_features_extractor:
             return []
-        if getattr(self, "share_features_extractor", False):
-            raise ValueError(
-                "sparse_features_extractor=True needs share_features_extractor=False: the actor and the critic "
-                "would both evolve the shared extractor's layers"
-            )
         extractor = network.get_submodule("features_extractor")
         layers = weight_layers(extractor)
         if not layers:
@@ -288,6 +299,10 @@ class SparseTopologyMixin:
                 "nn.Conv2d) to sparsify; drop the option (only fully connected and convolution layers can be sparse)"
             )
         return layers
+
+    def _shares_extractor(self) -> bool:
+        """Whether the actor and the critic share one features extractor (SB3's ``share_features_extractor``)."""
+        return bool(getattr(self, "share_features_extractor", False))
 
     def _init_topology(self, er_lambda: ErLambda, sparsity: float | None, sparse_output_layer: bool) -> None:
         self.er_lambda, self.sparsity = check_topology(er_lambda, sparsity)
@@ -311,34 +326,42 @@ class SparseTopologyMixin:
         specific = self.actor_sparsity if network == "actor" else self.critic_sparsity
         return self.sparsity if specific is None else specific
 
-    def _budgets(self, shapes: Sequence[tuple[int, ...]], network: str) -> list[int]:
-        """Connection count of each of ``shapes`` (the sparse layers of ``network``), validated."""
+    def _budgets(self, shapes: Sequence[tuple[int, ...]], network: str, skip_lambdas: int = 0) -> list[int]:
+        """Connection count of each of ``shapes`` (the sparse layers of ``network``), validated.
+
+        :param skip_lambdas: leading λs of an ``er_lambda`` list that are not this network's (those of an extractor
+            shared with the actor, when the critic is sparsified).
+        """
         sparsity = self._network_sparsity(network)
         if sparsity is not None:
             return connection_budgets(shapes, sparsity, self.sparsity_distribution, self.erk_power_scale)
-        lambdas = self._lambdas(shapes, network)
+        lambdas = self._lambdas(shapes, network, skip_lambdas)
         return [
             er_budget(shape, lam, layer=f"{network} layer {i}")
             for i, (shape, lam) in enumerate(zip(shapes, lambdas, strict=True))
         ]
 
-    def _lambdas(self, shapes: Sequence[tuple[int, ...]], network: str) -> list[float]:
-        """λ for each of ``shapes`` (the sparse layers of ``network``), validated."""
+    def _lambdas(self, shapes: Sequence[tuple[int, ...]], network: str, skip: int = 0) -> list[float]:
+        """λ for each of ``shapes`` (the sparse layers of ``network``), validated; the first ``skip`` values of an
+        ``er_lambda`` list belong to an extractor shared with the actor."""
         er_lambda = DEFAULT_ER_LAMBDA if self.er_lambda is None else self.er_lambda
         if isinstance(er_lambda, (int, float)):
             return [float(er_lambda)] * len(shapes)
-        lambdas = [float(x) for x in er_lambda]
+        lambdas = [float(x) for x in er_lambda][skip:]
         if len(lambdas) != len(shapes):
             what = "hidden and output" if self.sparse_output_layer else "hidden"
-            what = f"features extractor, {what}" if self.sparse_features_extractor else what
+            what = f"features extractor, {what}" if self.sparse_features_extractor and not skip else what
             default = " (the default er_lambda is the paper's, for two hidden layers)" if self.er_lambda is None else ""
+            values = f"{len(lambdas)} values" + (f" after the {skip} of the shared features extractor" if skip else "")
             raise ValueError(
-                f"er_lambda has {len(lambdas)} values{default} but the {network} has {len(shapes)} sparse "
+                f"er_lambda has {values}{default} but the {network} has {len(shapes)} sparse "
                 f"({what}) layers {list(shapes)}: give one λ per sparse layer, one number for all, or `sparsity=`"
             )
         return lambdas
 
-    def _sparsify(self, network: str, hidden: Sequence[SparseLayer], output: Sequence[nn.Linear]) -> None:
+    def _sparsify(
+        self, network: str, hidden: Sequence[SparseLayer], output: Sequence[nn.Linear], skip_lambdas: int = 0
+    ) -> None:
         """Mask the sparse layers of one network (Algorithm 1, L3-L4).
 
         A layer that already has a mask (a critic's extractor, shared by its Q-networks) keeps it.
@@ -350,7 +373,7 @@ class SparseTopologyMixin:
         # Several output heads (SAC's mu and log_std, of one shape) share the last budget.
         n_heads = len(output) if self.sparse_output_layer else 0
         budget_shapes = shapes[: len(shapes) - n_heads + (1 if n_heads else 0)]
-        budgets = self._budgets(budget_shapes, network)
+        budgets = self._budgets(budget_shapes, network, skip_lambdas)
         budgets += [budgets[-1]] * (len(shapes) - len(budgets))
         for layer, k in zip(layers, budgets, strict=True):
             if not hasattr(layer, MASK_NAME):
