@@ -273,3 +273,74 @@ def test_flush_denormal_is_part_of_a_run_config_without_changing_older_digests()
     assert RunConfig.from_json(flushed.to_json()) == flushed and RunConfig.from_json(older.to_json()) == older
     plan = plan_runs(["TD3"], ["Pendulum-v1"], [0], 1000, 250, 1, flush_denormal=True)
     assert all(config.flush_denormal for config in plan)
+
+
+# --- Checkpoints: a run killed mid-way resumes bit for bit ----------------------------------------------------
+
+DETERMINISTIC_COLUMNS = [c for c in EVAL_COLUMNS if c not in ("wall_time", "eval_time")]
+RIGL_COSINE = "DS-TD3:sparsity=0.9,growth='gradient',drop_fraction_schedule='cosine',evolution_interval=40"
+
+
+def _worker_dir(root: Path, algo: str, env_id: str) -> Path:
+    (config,) = plan_runs([algo], [env_id], [0], 1200, 300, 2, learning_starts=200, net_arch=[32, 32])
+    run_dir = root / config.run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_json()))
+    return run_dir
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    from sb3_dst.benchmark.checkpoint import POINTER
+
+    pointer = run_dir / POINTER
+    return int(json.loads(pointer.read_text())["steps"]) if pointer.exists() else 0
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id"),
+    [(RIGL_COSINE, "InvertedPendulum-v5"), ("DS-SAC:evolution_interval=40", "Pendulum-v1")],
+    ids=["ds_td3_rigl_cosine-mujoco", "ds_sac-pendulum"],
+)
+def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(tmp_path: Path, algo: str, env_id: str) -> None:
+    from sb3_dst.benchmark.checkpoint import POINTER
+    from sb3_dst.benchmark.worker import run_worker
+
+    # Reference: one uninterrupted process, without checkpoints.
+    reference = _worker_dir(tmp_path / "reference", algo, env_id)
+    assert run_worker(reference, checkpoint_freq=0) == 0
+
+    # The same run with a checkpoint every 250 steps, SIGKILLed once a checkpoint past step 500 exists: killed
+    # mid-episode (InvertedPendulum's episodes end at random steps, Pendulum's every 200 steps) and, most of the
+    # time, after more evaluation rows were written than the checkpoint covers.
+    run_dir = _worker_dir(tmp_path / "killed" / "runs", algo, env_id)
+    command = [sys.executable, "-m", "sb3_dst.benchmark", "worker", str(run_dir), "--checkpoint-freq", "250"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    process = subprocess.Popen(command, cwd=run_dir, env=env, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _checkpoint_step(run_dir) < 500:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert time.time() < deadline, "no checkpoint in time"
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    checkpoint_step = _checkpoint_step(run_dir)
+    assert not (run_dir / "done.json").exists() and checkpoint_step < 1200
+
+    # Resumed by the scheduler, which keeps a run directory that has a checkpoint of the requested configuration.
+    argv = [
+        "run", "--algos", algo, "--envs", env_id, "--seeds", "0", "--steps", "1200", "--eval-freq", "300",
+        "--eval-episodes", "2", "--learning-starts", "200", "--net-arch", "32", "32", "--jobs", "1",
+        "--checkpoint-freq", "250", "--no-report", "--out", str(tmp_path / "killed"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert f"resuming from checkpoint_{checkpoint_step}" in (run_dir / "log.txt").read_text()
+    done, reference_done = (json.loads((d / "done.json").read_text()) for d in (run_dir, reference))
+    assert done["resumed_at"] == [checkpoint_step] and reference_done["resumed_at"] == []
+    rows, reference_rows = _rows(run_dir / "evaluations.csv"), _rows(reference / "evaluations.csv")
+    assert [int(r["timesteps"]) for r in rows] == [300, 600, 900, 1200]
+    assert [[r[c] for c in DETERMINISTIC_COLUMNS] for r in rows] == [
+        [r[c] for c in DETERMINISTIC_COLUMNS] for r in reference_rows
+    ]
+    for key in ("n_updates", "network_size", "flops", "num_evolutions", "parameters_digest"):
+        assert done[key] == reference_done[key], key
+    assert not (run_dir / POINTER).exists() and not list(run_dir.glob("checkpoint_*"))  # cleaned up when done

@@ -47,6 +47,13 @@ def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
         "down about threefold without it; part of each run's config",
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each (default 2)")
+    parser.add_argument(
+        "--checkpoint-freq",
+        type=int,
+        default=10_000,
+        help="steps between a run's checkpoints, from which an interrupted run resumes exactly (default 10000; "
+        "0: none, an interrupted run restarts)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory (resumable)")
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
@@ -73,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("run_dir", type=Path)
     worker.add_argument("--parent-pid", type=int, default=None)
+    worker.add_argument("--checkpoint-freq", type=int, default=0)
     return parser
 
 
@@ -103,7 +111,9 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
     check_runs(configs)
     _record_command(args.out, argv)
     try:
-        failed = run_campaign(configs, args.out, jobs=args.jobs)
+        if args.checkpoint_freq < 0:
+            raise ValueError(f"--checkpoint-freq must be >= 0, got {args.checkpoint_freq}")
+        failed = run_campaign(configs, args.out, jobs=args.jobs, checkpoint_freq=args.checkpoint_freq)
     except KeyboardInterrupt:
         return 130
     if not args.no_report:
@@ -119,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         from sb3_dst.benchmark.worker import run_worker
 
-        return run_worker(args.run_dir, args.parent_pid)
+        return run_worker(args.run_dir, args.parent_pid, args.checkpoint_freq)
     if args.command == "report":
         from sb3_dst.benchmark.report import write_report
 

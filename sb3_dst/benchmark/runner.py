@@ -1,10 +1,11 @@
 """The scheduler: plans runs, skips finished ones, runs the rest in subprocesses (``jobs`` at a time), shows progress.
 
 Resume semantics: a run is finished when its directory holds ``done.json`` and its ``config.json`` equals the
-requested configuration; finished runs are skipped. Any other run starts from scratch, discarding the rows of
-an interrupted attempt (no model or replay-buffer checkpoints: at 100k steps a run costs minutes to tens of
-minutes, and a restart keeps every run's results those of one uninterrupted, seeded process). Asking for a
-different configuration of an existing run is an error (use another output directory).
+requested configuration; finished runs are skipped. An unfinished run with a checkpoint (written every
+``checkpoint_freq`` steps, :mod:`sb3_dst.benchmark.checkpoint`) resumes from it, and its results are bit for
+bit those of one uninterrupted, seeded process; any other run starts from scratch, discarding the rows of the
+interrupted attempt. Asking for a different configuration of an existing run is an error (use another output
+directory).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from sb3_dst.benchmark.checkpoint import latest_checkpoint
 from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, resolve_hyperparams
 from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, write_json_atomic
 
@@ -152,11 +154,12 @@ class _Running:
     started: float
 
 
-def _start(out: Path, config: RunConfig) -> _Running:
+def _start(out: Path, config: RunConfig, checkpoint_freq: int = 0) -> _Running:
     run_dir = run_dir_of(out, config)
-    if run_dir.exists():  # an interrupted attempt: start again from scratch
+    resumable = latest_checkpoint(run_dir, config.digest()) is not None
+    if run_dir.exists() and not resumable:  # an interrupted attempt without checkpoint: start from scratch
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / CONFIG, config.to_json())
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     package_root = str(Path(__file__).resolve().parents[2])  # run the same sb3_dst as the scheduler
@@ -171,6 +174,8 @@ def _start(out: Path, config: RunConfig) -> _Running:
         str(run_dir.resolve()),
         "--parent-pid",
         str(os.getpid()),
+        "--checkpoint-freq",
+        str(checkpoint_freq),
     ]
     process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     return _Running(config, process, log, time.time())
@@ -253,9 +258,13 @@ def _lock(out: Path) -> IO[str]:
     return handle
 
 
-def run_campaign(configs: Sequence[RunConfig], out: Path, jobs: int = 2, poll: float = 0.5) -> int:
+def run_campaign(
+    configs: Sequence[RunConfig], out: Path, jobs: int = 2, poll: float = 0.5, checkpoint_freq: int = 0
+) -> int:
     """Run every unfinished run of ``configs`` in subprocesses, ``jobs`` at a time.
 
+    :param checkpoint_freq: environment steps between a run's checkpoints (0: none); an interrupted run
+        resumes from its last checkpoint.
     :return: the number of runs that failed (their logs are in ``out/runs/<run_id>/log.txt``).
     """
     out = Path(out)
@@ -281,7 +290,7 @@ def run_campaign(configs: Sequence[RunConfig], out: Path, jobs: int = 2, poll: f
         while pending or running:
             while pending and len(running) < jobs:
                 config = pending.pop(0)
-                running.append(_start(out, config))
+                running.append(_start(out, config, checkpoint_freq))
                 display.log(f"start {config.run_id}")
             time.sleep(poll)
             for run in [r for r in running if r.process.poll() is not None]:

@@ -5,13 +5,19 @@ Files in the run directory:
 - ``config.json``: the :class:`~sb3_dst.benchmark.specs.RunConfig` (written by the scheduler).
 - ``evaluations.csv``: one row per evaluation, flushed and synced to disk when taken.
 - ``progress.json``: current step, for the scheduler's progress display (removed at the end).
-- ``done.json``: written atomically last; a run without it is unfinished and is restarted from scratch.
+- ``done.json``: written atomically last; a run without it is unfinished.
 - ``log.txt``: the process's output.
+- ``checkpoint.json`` and ``checkpoint_<steps>/``: the newest mid-run checkpoint (every ``checkpoint_freq``
+  steps, see :mod:`sb3_dst.benchmark.checkpoint`). An unfinished run resumes from it, bit for bit as if it had
+  not stopped (its evaluation rows after the checkpoint are dropped and taken again); without one it restarts
+  from scratch. Removed when the run is finished.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import hashlib
 import importlib
 import json
 import os
@@ -40,6 +46,14 @@ EVAL_COLUMNS = [
     "eval_time",
 ]
 CONFIG, EVALUATIONS, PROGRESS, DONE, LOG = "config.json", "evaluations.csv", "progress.json", "done.json", "log.txt"
+ATTEMPTS = "resumed_at.json"  # the checkpoint steps this run resumed from so far
+
+
+def _previous_attempts(run_dir: Path) -> list[int]:
+    try:
+        return [int(step) for step in json.loads((run_dir / ATTEMPTS).read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -61,7 +75,7 @@ def build_model(config: RunConfig, env: Any) -> Any:
     """The algorithm of ``config`` on ``env``, with rl-zoo3-style hyperparameters turned into constructor args."""
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
-    params = dict(config.hyperparams)
+    params = copy.deepcopy(dict(config.hyperparams))  # SB3 fills policy_kwargs in place: keep the config intact
     policy = params.pop("policy", "MlpPolicy")
     noise_type, noise_std = params.pop("noise_type", None), params.pop("noise_std", None)
     if noise_type is not None:
@@ -75,28 +89,62 @@ def build_model(config: RunConfig, env: Any) -> Any:
     return cls(policy, env, seed=config.seed, verbose=0, **params)
 
 
-def _make_callback(config: RunConfig, run_dir: Path, eval_env: Any, parent_pid: int | None) -> Any:
+def _make_callback(
+    config: RunConfig,
+    run_dir: Path,
+    eval_env: Any,
+    parent_pid: int | None,
+    checkpoint_freq: int = 0,
+    resumed: dict[str, Any] | None = None,
+) -> Any:
+    """The run's callback: evaluations, progress, and (every ``checkpoint_freq`` steps, 0 = never) checkpoints.
+
+    :param resumed: the state of a checkpoint this attempt resumes from (see :func:`run_worker`).
+    """
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
 
+    from sb3_dst.benchmark import checkpoint
     from sb3_dst.metrics import training_flops
 
     class EvalAndProgress(BaseCallback):
-        """Evaluates every ``eval_freq`` steps (deterministic, ``eval_episodes`` episodes) and reports progress."""
+        """Evaluates every ``eval_freq`` steps (deterministic, ``eval_episodes`` episodes), reports progress,
+        and writes checkpoints."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.start = time.perf_counter()
-            self.eval_time = 0.0
-            self.last_return = float("nan")
-            self.file = open(run_dir / EVALUATIONS, "w", newline="")
+            clock = resumed["extra"] if resumed else {"elapsed": 0.0, "eval_time": 0.0, "last_return": float("nan")}
+            self.start = time.perf_counter() - clock["elapsed"]
+            self.eval_time = clock["eval_time"]
+            self.last_return = clock["last_return"]
+            self.last_checkpoint = resumed["steps"] if resumed else 0
+            self.file = open(run_dir / EVALUATIONS, "a" if resumed else "w", newline="")
             self.writer = csv.writer(self.file)
-            self.writer.writerow(EVAL_COLUMNS)
+            if not resumed:
+                self.writer.writerow(EVAL_COLUMNS)
             self._sync()
 
         def _sync(self) -> None:
             self.file.flush()
             os.fsync(self.file.fileno())
+
+        def _on_training_start(self) -> None:
+            if resumed:  # after learn()'s set-up, which resets the action noise: the state of the checkpoint
+                self.model.action_noise = resumed["action_noise"]
+                checkpoint.set_random_states(resumed["random"])
+
+        def _on_rollout_start(self) -> None:
+            # Between the last gradient update and the next environment step: a consistent point to save.
+            n = self.num_timesteps
+            if checkpoint_freq and n // checkpoint_freq > self.last_checkpoint // checkpoint_freq:
+                if n < config.total_timesteps:
+                    clock = {
+                        "elapsed": time.perf_counter() - self.start,
+                        "eval_time": self.eval_time,
+                        "last_return": self.last_return,
+                    }
+                    checkpoint.save_checkpoint(run_dir, self.model, eval_env, config.digest(), clock)
+                self.last_checkpoint = n
 
         def _on_step(self) -> bool:
             n = self.num_timesteps
@@ -190,8 +238,35 @@ def code_version(*also: Path) -> str:
     return f"{sb3_dst.__version__}+{head}" + ("+dirty" if dirty else "")
 
 
-def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
-    """Train and evaluate the run described by ``run_dir/config.json``; returns the process exit code."""
+def parameters_digest(model: Any) -> str:
+    """SHA-1 (12 digits) of the policy's parameters and buffers (masks, batch-norm statistics), in order: two
+    runs that end with the same digest end with the same networks, bit for bit."""
+    sha = hashlib.sha1()
+    for name, tensor in model.policy.state_dict().items():
+        sha.update(name.encode())
+        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return sha.hexdigest()[:12]
+
+
+def _keep_rows_until(path: Path, steps: int) -> None:
+    """Drop the evaluation rows taken after ``steps`` (they are taken again by the resumed run)."""
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    kept = [rows[0], *(row for row in rows[1:] if int(row[0]) <= steps)]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as file:
+        csv.writer(file).writerows(kept)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def run_worker(run_dir: Path, parent_pid: int | None = None, checkpoint_freq: int = 0) -> int:
+    """Train and evaluate the run described by ``run_dir/config.json``; returns the process exit code.
+
+    :param checkpoint_freq: environment steps between checkpoints (0: none). A run with a checkpoint of the
+        same configuration resumes from it, whatever ``checkpoint_freq`` is now.
+    """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import gymnasium as gym
     import torch as th
@@ -204,32 +279,50 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
     config = RunConfig.from_json(json.loads((run_dir / CONFIG).read_text()))
     if config.flush_denormal and not th.set_flush_denormal(True):
         raise RuntimeError(f"run {config.run_id} asks to flush denormals, which this CPU does not support")
-    for name in (EVALUATIONS, PROGRESS, DONE):
-        (run_dir / name).unlink(missing_ok=True)
-    print(f"run {config.run_id}: {json.dumps(config.to_json())}", flush=True)
+    from sb3_dst.benchmark import checkpoint
 
-    t0 = time.perf_counter()
+    (run_dir / DONE).unlink(missing_ok=True)
+    print(f"run {config.run_id}: {json.dumps(config.to_json())}", flush=True)
     code = code_version()  # the code imported now is the code that runs
-    env = gym.make(config.env_id)
-    eval_env = DummyVecEnv([lambda: Monitor(gym.make(config.env_id))])
-    eval_env.seed(config.seed + 10_000)
-    model = build_model(config, env)
-    callback = _make_callback(config, run_dir, eval_env, parent_pid)
-    model.learn(total_timesteps=config.total_timesteps, callback=callback)
+    previous = _previous_attempts(run_dir)
+    path = checkpoint.latest_checkpoint(run_dir, config.digest())
+    resumed: dict[str, Any] | None = None
+    if path is not None and (run_dir / EVALUATIONS).exists():
+        model, eval_env, resumed = checkpoint.load_checkpoint(path, algorithm_class(config.spec.base))
+        _keep_rows_until(run_dir / EVALUATIONS, resumed["steps"])
+        print(f"resuming from {path.name} (step {resumed['steps']})", flush=True)
+    else:
+        checkpoint.clear_checkpoints(run_dir)
+        for name in (EVALUATIONS, PROGRESS):
+            (run_dir / name).unlink(missing_ok=True)
+        eval_env = DummyVecEnv([lambda: Monitor(gym.make(config.env_id))])
+        eval_env.seed(config.seed + 10_000)
+        model = build_model(config, gym.make(config.env_id))
+    resumed_at = [*previous, resumed["steps"]] if resumed else []
+    write_json_atomic(run_dir / ATTEMPTS, resumed_at)
+
+    callback = _make_callback(config, run_dir, eval_env, parent_pid, checkpoint_freq, resumed)
+    model.learn(
+        total_timesteps=config.total_timesteps - model.num_timesteps,
+        callback=callback,
+        reset_num_timesteps=resumed is None,
+    )
     if model.num_timesteps < config.total_timesteps:
         return 3  # stopped early (the scheduler died): stays unfinished
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - callback.start  # training and evaluation time, summed over attempts
     done = {
         "run_id": config.run_id,
         "config_digest": config.digest(),
         "num_timesteps": int(model.num_timesteps),
         "n_updates": int(model._n_updates),
         "network_size": network_size(model),
+        "parameters_digest": parameters_digest(model),
         "flops": training_flops(model),
         "flops_paper": training_flops(model, "paper"),
         "num_evolutions": int(getattr(model, "num_evolutions", 0)),
         "wall_time": round(wall, 3),
         "eval_time": round(callback.eval_time, 3),
+        "resumed_at": resumed_at,
         "train_steps_per_second": round(model.num_timesteps / max(wall - callback.eval_time, 1e-9), 2),
         "python": sys.version.split()[0],
         "torch_threads": th.get_num_threads(),
@@ -237,7 +330,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
         "sb3_dst": code,
         "machine": machine_info(),
     }
-    env.close()
+    model.get_env().close()
     eval_env.close()
     (run_dir / PROGRESS).unlink(missing_ok=True)
     mujoco_log = run_dir / "MUJOCO_LOG.TXT"  # MuJoCo's warnings land in the working directory
@@ -245,5 +338,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None) -> int:
         print(mujoco_log.read_text(), flush=True)
         mujoco_log.unlink()
     write_json_atomic(run_dir / DONE, done)
+    checkpoint.clear_checkpoints(run_dir)
+    (run_dir / ATTEMPTS).unlink(missing_ok=True)
     print(f"done in {wall:.1f} s", flush=True)
     return 0
