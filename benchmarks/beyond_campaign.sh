@@ -2,7 +2,8 @@
 # The "beyond the paper" campaign (issue #11), resumable: each command skips the runs already finished in its
 # output directory, so re-running this script after an interruption continues where it stopped.
 #   bash benchmarks/beyond_campaign.sh            (from the repository root, in the project's venv)
-# About 14 hours of one core in all here (a 200k-step TD3 run takes 15-20 minutes of one core).
+# About 14 hours of one core in all here (a 200k-step TD3 run takes 15-50 minutes of one core, depending on the
+# machine). Runs write a checkpoint every 10000 steps and resume from it exactly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}

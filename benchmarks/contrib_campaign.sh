@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# First results of the sb3-contrib algorithms (issue #13), resumable: finished runs are skipped and an interrupted
+# run resumes from its last checkpoint, so re-running this script after an interruption continues where it stopped.
+#   bash benchmarks/contrib_campaign.sh            (from the repository root, in the project's venv)
+# Costly on CPU: a 100k-step run of CrossQ (1024-1024 critics, batch 256) takes about 2.5 hours of one core here
+# (90 ms per step), TQC about 30 minutes (17 ms per step); about 18 hours of one core in all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-2}
+python -m sb3_dst.benchmark run --algos TQC DS-TQC CrossQ DS-CrossQ --envs HalfCheetah-v5 --seeds 0 1 2 \
+    --steps 100000 --eval-freq 5000 --eval-episodes 10 --learning-starts 10000 --flush-denormal --jobs "$JOBS" \
+    --out benchmarks/results/contrib_100k --title 'sb3-contrib: TQC and CrossQ vs their dynamic-sparse versions, 100k steps'
