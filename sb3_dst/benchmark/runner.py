@@ -307,12 +307,15 @@ def run_campaign(
                     display.log(f"FAILED {run.config.run_id} (exit {run.process.returncode}, see its log.txt)")
             display.update(out, running)
     except KeyboardInterrupt:
-        display.log("interrupted: stopping running runs (they restart from scratch when resumed)")
+        display.log("interrupted: stopping running runs")
         for run in running:
             run.process.terminate()
         for run in running:
             run.process.wait()
             run.log.close()
+            path = latest_checkpoint(run_dir_of(out, run.config), run.config.digest())
+            where = "from scratch" if path is None else f"from its checkpoint at step {path.name.rpartition('_')[2]}"
+            display.log(f"{run.config.run_id} resumes {where} when the command is run again")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
