@@ -92,7 +92,13 @@ __all__ = [
 Convention = Literal["executed", "paper"]
 
 
-def _connections(layer: nn.Linear | nn.Conv2d) -> int:
+#: Target layers mapped to the online layer whose connection count they follow (``id`` of target layer -> layer).
+_Follow = dict[int, nn.Module]
+
+
+def _connections(layer: nn.Linear | nn.Conv2d, follow: _Follow | None = None) -> int:
+    if follow:
+        layer = follow.get(id(layer), layer)  # type: ignore[assignment]
     mask = getattr(layer, MASK_NAME, None)
     return int(mask.sum().item()) if mask is not None else layer.weight.numel()
 
@@ -106,17 +112,18 @@ def count_connections(module: nn.Module) -> int:
     return sum(_connections(layer) for layer in weight_layers(module))
 
 
-def _forward_macs(module: nn.Module, positions: dict[int, int]) -> int:
+def _forward_macs(module: nn.Module, positions: dict[int, int], follow: _Follow | None = None) -> int:
     """Multiply-adds of one sample through the linear and convolution layers of ``module``: connections, times
     the output positions for a convolution (``positions``, by ``id`` of the layer)."""
-    return sum(_connections(layer) * positions.get(id(layer), 1) for layer in weight_layers(module))
+    return sum(_connections(layer, follow) * positions.get(id(layer), 1) for layer in weight_layers(module))
 
 
-def _count_parameters(module: nn.Module) -> int:
+def _count_parameters(module: nn.Module, follow: _Follow | None = None) -> int:
     """Connections plus every parameter that is not a linear or convolution layer's weight (biases, log-std, ...)."""
-    weights = {id(layer.weight) for layer in weight_layers(module)}
+    layers = weight_layers(module)
+    weights = {id(layer.weight) for layer in layers}
     others = sum(p.numel() for p in module.parameters() if id(p) not in weights)
-    return count_connections(module) + others
+    return sum(_connections(layer, follow) for layer in layers) + others
 
 
 def _sparse_matrix_entries(module: nn.Module) -> int:
@@ -179,16 +186,38 @@ def network_size(model: Any) -> int:
     return sum(map(_connections, layers.values()))
 
 
-def _q_network_sizes(critic: nn.Module, positions: dict[int, int]) -> list[int]:
+def _q_network_sizes(critic: nn.Module, positions: dict[int, int], follow: _Follow | None = None) -> list[int]:
     """Multiply-adds per sample of each Q-network, the critic's features extractor counted with the first one."""
     q_networks = getattr(critic, "q_networks", None)
     if q_networks:
-        sizes = [_forward_macs(q, positions) for q in q_networks]
+        sizes = [_forward_macs(q, positions, follow) for q in q_networks]
         extractor = getattr(critic, "features_extractor", None)
         if extractor is not None:
-            sizes[0] += _forward_macs(extractor, positions)
+            sizes[0] += _forward_macs(extractor, positions, follow)
         return sizes
-    return [_forward_macs(critic, positions)]
+    return [_forward_macs(critic, positions, follow)]
+
+
+def _target_follow(pairs: Sequence[tuple[nn.Module, nn.Module | None]]) -> _Follow:
+    """Each sparse target layer mapped to its online layer.
+
+    A target layer keeps as many connections as its online layer (Algorithm 3 prunes it to that count ``k``
+    after each update), but its mask buffer is only refreshed to its non-zero pattern when ``state_dict()`` runs:
+    counting it would depend on when the model was last saved, and under gradual pruning, where the online
+    counts shrink, it would count the dense start. So targets are counted by their online layers.
+    """
+    follow: _Follow = {}
+    for online, target in pairs:
+        if target is None:
+            continue
+        online_layers, target_layers = weight_layers(online), weight_layers(target)
+        if len(online_layers) != len(target_layers):
+            continue  # not a copy of the online network: count its own masks
+        for layer, target_layer in zip(online_layers, target_layers, strict=True):
+            sparse_pair = hasattr(layer, MASK_NAME) and hasattr(target_layer, MASK_NAME)
+            if sparse_pair and layer.weight.shape == target_layer.weight.shape:
+                follow[id(target_layer)] = layer
+    return follow
 
 
 def _is_sac(model: Any) -> bool:
@@ -219,15 +248,16 @@ def _count(policy: Any) -> _Counts:
     actor_target = getattr(policy, "actor_target", None)
     targets = [m for m in (critic_target, actor_target) if m is not None]
     positions = _conv_positions([policy.actor, policy.critic, *targets])
+    follow = _target_follow([(policy.critic, critic_target), (policy.actor, actor_target)])
     # the sparse layers Algorithm 2 ranks, a features extractor shared by actor and critic once (it evolves once)
     layers = {id(layer): layer for network in (policy.actor, policy.critic) for layer in weight_layers(network)}
     online = [layer for layer in layers.values() if hasattr(layer, MASK_NAME)]
     return _Counts(
         actor=_forward_macs(policy.actor, positions),
         q_networks=tuple(_q_network_sizes(policy.critic, positions)),
-        actor_target=_forward_macs(actor_target, positions) if actor_target is not None else 0,
-        critic_target=sum(_q_network_sizes(critic_target, positions)) if critic_target is not None else 0,
-        target_update=sum(2 * _count_parameters(m) + _sparse_matrix_entries(m) for m in targets),
+        actor_target=_forward_macs(actor_target, positions, follow) if actor_target is not None else 0,
+        critic_target=sum(_q_network_sizes(critic_target, positions, follow)) if critic_target is not None else 0,
+        target_update=sum(2 * _count_parameters(m, follow) + _sparse_matrix_entries(m) for m in targets),
         evolution=sum(layer.weight.numel() for layer in online),
         absent=sum((layer.weight.numel() - _connections(layer)) * positions.get(id(layer), 1) for layer in online),
     )

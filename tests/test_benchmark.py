@@ -344,3 +344,34 @@ def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(tmp_path: Path, alg
     for key in ("n_updates", "network_size", "flops", "num_evolutions", "parameters_digest"):
         assert done[key] == reference_done[key], key
     assert not (run_dir / POINTER).exists() and not list(run_dir.glob("checkpoint_*"))  # cleaned up when done
+
+
+@pytest.mark.parametrize(
+    "algo",
+    [
+        "TD3",
+        "SAC",
+        "Pruned-TD3:sparsity=0.8,evolution_interval=50",
+        "DS-TQC:evolution_interval=50",
+        "DS-CrossQ:evolution_interval=50",
+    ],
+)
+def test_every_family_resumes_bit_for_bit_from_a_checkpoint(tmp_path: Path, algo: str) -> None:
+    """In one process: the first attempt stops at step 500 (it believes its scheduler gone), the second resumes
+    from the checkpoint at step 250 and must end exactly where an uninterrupted run ends."""
+    from sb3_dst.benchmark.worker import run_worker
+
+    reference = _worker_dir(tmp_path / "reference", algo, "Pendulum-v1")
+    assert run_worker(reference) == 0
+    run_dir = _worker_dir(tmp_path / "stopped", algo, "Pendulum-v1")
+    assert run_worker(run_dir, parent_pid=-1, checkpoint_freq=250) == 3  # stops at its first progress check
+    assert _checkpoint_step(run_dir) == 250 and not (run_dir / "done.json").exists()
+    assert run_worker(run_dir, checkpoint_freq=250) == 0
+    done, reference_done = (json.loads((d / "done.json").read_text()) for d in (run_dir, reference))
+    assert done["resumed_at"] == [250]
+    for key in ("n_updates", "network_size", "flops", "num_evolutions", "parameters_digest"):
+        assert done[key] == reference_done[key], key
+    rows, reference_rows = _rows(run_dir / "evaluations.csv"), _rows(reference / "evaluations.csv")
+    assert [[r[c] for c in DETERMINISTIC_COLUMNS] for r in rows] == [
+        [r[c] for c in DETERMINISTIC_COLUMNS] for r in reference_rows
+    ]

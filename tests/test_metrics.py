@@ -255,3 +255,30 @@ def test_dstd3_table3_sizes(half_cheetah: gym.Env) -> None:
     assert round(ratio, 2) == 0.49
     static = sb3_dst.StaticTD3("MlpPolicy", half_cheetah, er_lambda=[7, 64], batch_size=100, buffer_size=1)
     assert network_size(static) == 106_169
+
+
+@pytest.mark.parametrize("algo", ["PrunedTD3", "PrunedSAC", "PrunedTQC"])
+def test_pruned_targets_are_counted_at_their_online_layers_counts_whenever_the_model_was_saved(algo: str) -> None:
+    """A target layer's mask buffer reports its non-zero pattern only once ``state_dict()`` has run (a save): the
+    FLOPs must not depend on that. Under gradual pruning the counts shrink, so a stale (dense) target mask would
+    count the dense start for the whole run."""
+    import sb3_dst
+    from sb3_dst.common.masking import MASK_NAME, weight_layers
+
+    kwargs = dict(learning_starts=20, batch_size=16, sparsity=0.8, evolution_interval=10, pruning_start=5)
+    model = getattr(sb3_dst, algo)("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[16, 16]), seed=0, **kwargs)
+    model.learn(120)
+    policy = model.policy
+    before = (training_flops(model), flops_breakdown(model))
+    policy.state_dict()  # refreshes the target masks to the targets' non-zero patterns
+    assert (training_flops(model), flops_breakdown(model)) == before
+    for online, target in (
+        (policy.critic, policy.critic_target),
+        (policy.actor, getattr(policy, "actor_target", None)),
+    ):
+        if target is None:
+            continue
+        for layer, target_layer in zip(weight_layers(online), weight_layers(target), strict=True):
+            if hasattr(layer, MASK_NAME):  # pruned below the start: the target followed
+                assert int(getattr(layer, MASK_NAME).sum()) < layer.weight.numel()
+                assert int(getattr(target_layer, MASK_NAME).sum()) == int(getattr(layer, MASK_NAME).sum())
