@@ -306,6 +306,64 @@ def test_policy_actor_and_critic_save_and_load_on_their_own(algo, small_kwargs, 
                 assert th.equal(module._predict(obs, deterministic=True), loaded._predict(obs, deterministic=True))
 
 
+def non_default_args(module: th.nn.Module) -> dict:
+    """The non-default constructor arguments of :data:`NON_DEFAULT` as the built module shows them."""
+    renorms = [m for m in module.modules() if isinstance(m, BatchRenorm1d)]
+    return dict(
+        n_critics=len(getattr(module, "q_networks", [])),
+        n_quantiles=getattr(module, "n_quantiles", None),
+        tanh=any(isinstance(m, th.nn.Tanh) for m in module.modules()),
+        batch_renorm={(m.momentum, m.warmup_steps) for m in renorms},
+    )
+
+
+#: Per module: the algorithm, its non-default policy_kwargs (besides ``activation_fn=nn.Tanh``) and what the
+#: built module must show of them.
+NON_DEFAULT = {
+    "SparseContinuousCritic": (DSDDPG, "critic", dict(n_critics=3), dict(n_critics=3)),
+    "SparseQuantileCritic": (DSTQC, "critic", dict(n_critics=3, n_quantiles=7), dict(n_critics=3, n_quantiles=7)),
+    "SparseCrossQCritic": (
+        DSCrossQ,
+        "critic",
+        dict(n_critics=3, batch_norm_momentum=0.05, renorm_warmup_steps=30),
+        dict(n_critics=3, batch_renorm={(0.05, 30)}),
+    ),
+    "SparseActor (CrossQ)": (
+        DSCrossQ,
+        "actor",
+        dict(batch_norm_momentum=0.05, renorm_warmup_steps=30),
+        dict(batch_renorm={(0.05, 30)}),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(NON_DEFAULT))
+def test_standalone_save_and_load_keeps_non_default_constructor_arguments(name, small_kwargs, tmp_path):
+    """SparseMasksMixin records every constructor argument of the wrapped critic (or CrossQ actor), so ``Class.load``
+    rebuilds the same module: a non-default argument left unrecorded would come back as its default."""
+    algo, part, policy_kwargs, expected = NON_DEFAULT[name]
+    expected = {**expected, "tanh": True}
+    small_kwargs["policy_kwargs"].update(policy_kwargs, activation_fn=th.nn.Tanh)
+    model = algo("MlpPolicy", "Pendulum-v1", seed=3, evolution_interval=20, **small_kwargs).learn(80)
+    module = getattr(model, part)
+    assert type(module).__name__ == name.split()[0]
+    assert non_default_args(module).items() >= expected.items()
+    module.save(tmp_path / part)
+    th.manual_seed(123)  # the masks must come from the file
+    loaded = type(module).load(tmp_path / part)
+    assert type(loaded) is type(module)
+    assert non_default_args(loaded) == non_default_args(module)
+    assert non_default_args(loaded).items() >= expected.items()  # the argument was recorded, not defaulted
+    a, b = module._get_constructor_parameters(), loaded._get_constructor_parameters()
+    assert a.keys() == b.keys() and a["activation_fn"] is b["activation_fn"] is th.nn.Tanh
+    for key in a.keys() - {"features_extractor"}:
+        assert a[key] == b[key], key
+    assert type(a["features_extractor"]) is type(b["features_extractor"])
+    sa, sb = module.state_dict(), loaded.state_dict()
+    assert sa.keys() == sb.keys() and any(k.endswith(MASK_NAME) for k in sa)
+    assert all(th.equal(sa[k], sb[k]) for k in sa), name  # weights, masks, BatchRenorm statistics
+
+
 @pytest.mark.parametrize("algo", [DSTQC, DSDDPG])
 def test_multi_input_policy_with_her(algo):
     from stable_baselines3 import HerReplayBuffer

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from gymnasium import spaces
@@ -94,18 +95,33 @@ def check_topology(er_lambda: Any, sparsity: Any) -> tuple[float | list[float] |
 class SparseMasksMixin:
     """Lets a sparse actor or critic be saved and loaded on its own (SB3's ``BaseModel.save``/``load``).
 
-    ``load`` rebuilds the module from its constructor parameters, then loads its state dict, which holds the
-    ``weight_mask`` buffers. The constructor parameters therefore carry ``sparse_connections``: the number of
-    connections of each sparse layer (by module name), from which the constructor gives those layers a mask
-    before the state dict replaces it with the saved one. Built by a policy, the module gets no such argument
-    and the policy sparsifies it afterwards. Layers of the features extractor are left out: the extractor is
-    itself a constructor parameter, saved whole.
+    ``load`` rebuilds the module as ``cls(**data)`` from its constructor parameters, then loads its state dict,
+    which holds the ``weight_mask`` buffers. Two things are needed for that:
 
+    - All the constructor arguments. SB3's ``ContinuousCritic`` and sb3-contrib's TQC and CrossQ critics do not
+      record theirs (``_get_constructor_parameters`` gives only the spaces and ``normalize_images``), and CrossQ's
+      actor leaves out its batch-normalisation ones. Rather than copying the signature of each wrapped class only to
+      record its arguments, the mixin binds the arguments of the call to the signature of the wrapped class's
+      ``__init__`` (the first class after the sparse ones in the method resolution order that defines one),
+      defaults filled in, and adds them to the wrapped class's constructor parameters. A subclass that adds
+      constructor arguments of its own must therefore record them itself.
+    - ``sparse_connections``: the number of connections of each sparse layer (by module name), from which the
+      constructor gives those layers a mask before the state dict replaces it with the saved one. It is computed
+      from the masks when saving; built by a policy, the module gets no such argument and the policy sparsifies it
+      afterwards. Layers of the features extractor are left out: the extractor is itself a constructor parameter,
+      saved whole.
+
+    :param args: the positional arguments of the wrapped class.
     :param sparse_connections: connections of each sparse layer, ``{module name: count}``.
+    :param kwargs: the keyword arguments of the wrapped class.
     """
+
+    #: The arguments of the wrapped class's constructor, by parameter name (defaults included).
+    _constructor_arguments: dict[str, Any]
 
     def __init__(self, *args: Any, sparse_connections: dict[str, int] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self._constructor_arguments = _bind_constructor_arguments(_wrapped_init(type(self)), self, args, kwargs)
         for name, n_connections in (sparse_connections or {}).items():
             layer = self.get_submodule(name)  # type: ignore[attr-defined]
             if not isinstance(layer, SPARSE_LAYER_TYPES):
@@ -124,54 +140,42 @@ class SparseMasksMixin:
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()  # type: ignore[misc]
-        return {**data, "sparse_connections": self.connection_counts()}
+        return {**data, **self._constructor_arguments, "sparse_connections": self.connection_counts()}
+
+
+def _wrapped_init(cls: type) -> Callable[..., None]:
+    """The ``__init__`` of the class that ``cls`` (a :class:`SparseMasksMixin`) wraps: the first class of its method
+    resolution order that is not a ``SparseMasksMixin`` and defines one."""
+    return next(
+        base.__dict__["__init__"]
+        for base in cls.__mro__
+        if not issubclass(base, SparseMasksMixin) and "__init__" in base.__dict__
+    )
+
+
+def _bind_constructor_arguments(
+    init: Callable[..., None], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments of the call ``init(instance, *args, **kwargs)`` by parameter name, defaults included, as
+    ``cls(**data)`` takes them back: without ``self`` nor a ``*args`` catch-all, the keywords of a ``**kwargs`` one
+    spread out."""
+    bound = inspect.signature(init).bind(instance, *args, **kwargs)
+    bound.apply_defaults()
+    parameters = list(bound.signature.parameters.values())[1:]  # without self
+    arguments = {p.name: bound.arguments[p.name] for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    for p in parameters:
+        if p.kind is p.VAR_KEYWORD:
+            arguments.update(bound.arguments[p.name])
+    return arguments
 
 
 class SparseContinuousCritic(SparseMasksMixin, ContinuousCritic):
     """SB3's ``ContinuousCritic`` that can be saved and loaded on its own, masks included.
 
-    SB3's critic does not record its constructor parameters; this one does (``net_arch``, ``features_dim``,
-    ``activation_fn``, ``n_critics``, ``share_features_extractor`` and the features extractor).
+    SB3's critic does not record its constructor parameters; :class:`SparseMasksMixin` records them (``net_arch``,
+    ``features_dim``, ``activation_fn``, ``n_critics``, ``share_features_extractor``, the features extractor...).
+    Takes the arguments of SB3's ``ContinuousCritic`` plus ``sparse_connections``.
     """
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Box,
-        net_arch: list[int],
-        features_extractor: BaseFeaturesExtractor,
-        features_dim: int,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        normalize_images: bool = True,
-        n_critics: int = 2,
-        share_features_extractor: bool = True,
-        sparse_connections: dict[str, int] | None = None,
-    ):
-        super().__init__(
-            observation_space,
-            action_space,
-            net_arch,
-            features_extractor,
-            features_dim,
-            activation_fn=activation_fn,
-            normalize_images=normalize_images,
-            n_critics=n_critics,
-            share_features_extractor=share_features_extractor,
-            sparse_connections=sparse_connections,
-        )
-        self.net_arch, self.features_dim, self.activation_fn = net_arch, features_dim, activation_fn
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(
-            net_arch=self.net_arch,
-            features_extractor=self.features_extractor,
-            features_dim=self.features_dim,
-            activation_fn=self.activation_fn,
-            n_critics=self.n_critics,
-            share_features_extractor=self.share_features_extractor,
-        )
-        return data
 
 
 class SparseTopologyMixin:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from gymnasium import spaces
 from sb3_contrib.tqc.policies import Actor, Critic, TQCPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from torch import nn
@@ -22,49 +21,8 @@ class SparseActor(SparseMasksMixin, Actor):
 
 class SparseQuantileCritic(SparseMasksMixin, Critic):
     """sb3-contrib's TQC ``Critic`` (``n_critics`` networks of ``n_quantiles`` outputs each) that can be saved and
-    loaded on its own, masks included: it records its constructor parameters, which TQC's critic does not."""
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Box,
-        net_arch: list[int],
-        features_extractor: BaseFeaturesExtractor,
-        features_dim: int,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        normalize_images: bool = True,
-        n_quantiles: int = 25,
-        n_critics: int = 2,
-        share_features_extractor: bool = False,
-        sparse_connections: dict[str, int] | None = None,
-    ):
-        super().__init__(
-            observation_space,
-            action_space,
-            net_arch,
-            features_extractor,
-            features_dim,
-            activation_fn=activation_fn,
-            normalize_images=normalize_images,
-            n_quantiles=n_quantiles,
-            n_critics=n_critics,
-            share_features_extractor=share_features_extractor,
-            sparse_connections=sparse_connections,
-        )
-        self.net_arch, self.features_dim, self.activation_fn = net_arch, features_dim, activation_fn
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        data = super()._get_constructor_parameters()
-        data.update(
-            net_arch=self.net_arch,
-            features_extractor=self.features_extractor,
-            features_dim=self.features_dim,
-            activation_fn=self.activation_fn,
-            n_quantiles=self.n_quantiles,
-            n_critics=self.n_critics,
-            share_features_extractor=self.share_features_extractor,
-        )
-        return data
+    loaded on its own, masks included: :class:`~sb3_dst.common.policies.SparseMasksMixin` records its constructor
+    parameters, which TQC's critic does not. Takes the arguments of TQC's ``Critic`` plus ``sparse_connections``."""
 
 
 class SparseTQCPolicy(SparseTopologyMixin, TQCPolicy):
