@@ -301,7 +301,9 @@ def _checkpoint_step(run_dir: Path) -> int:
     [(RIGL_COSINE, "InvertedPendulum-v5"), ("DS-SAC:evolution_interval=40", "Pendulum-v1")],
     ids=["ds_td3_rigl_cosine-mujoco", "ds_sac-pendulum"],
 )
-def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(tmp_path: Path, algo: str, env_id: str) -> None:
+def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(
+    tmp_path: Path, algo: str, env_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sb3_dst.benchmark.checkpoint import POINTER
     from sb3_dst.benchmark.worker import run_worker
 
@@ -332,8 +334,15 @@ def test_a_run_killed_after_a_checkpoint_resumes_bit_for_bit(tmp_path: Path, alg
         "--eval-episodes", "2", "--learning-starts", "200", "--net-arch", "32", "32", "--jobs", "1",
         "--checkpoint-freq", "250", "--no-report", "--out", str(tmp_path / "killed"),
     ]  # fmt: skip
+    # --dry-run says so, and changes nothing.
+    assert main([*argv, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert f"resumes at step {checkpoint_step}  {run_dir.name}" in plan and "0 finished, 1 to run" in plan
+    assert not (tmp_path / "killed" / "commands.txt").exists() and not (run_dir / "log.txt").exists()
     assert main(argv) == 0
     assert f"resuming from checkpoint_{checkpoint_step}" in (run_dir / "log.txt").read_text()
+    assert main([*argv, "--dry-run"]) == 0
+    assert f"finished  {run_dir.name}" in capsys.readouterr().out
     done, reference_done = (json.loads((d / "done.json").read_text()) for d in (run_dir, reference))
     assert done["resumed_at"] == [checkpoint_step] and reference_done["resumed_at"] == []
     rows, reference_rows = _rows(run_dir / "evaluations.csv"), _rows(reference / "evaluations.csv")

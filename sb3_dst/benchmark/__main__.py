@@ -57,6 +57,11 @@ def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory (resumable)")
     parser.add_argument("--title", default=None, help="report title")
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only show what would run: finished runs, runs resuming from a checkpoint, runs starting, time left",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +113,11 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
         algos, args.envs, args.seeds, args.steps, args.eval_freq, args.eval_episodes,
         args.hyperparams, args.learning_starts, args.net_arch, args.flush_denormal,
     )  # fmt: skip
+    if args.dry_run:
+        from sb3_dst.benchmark.runner import describe_plan
+
+        print(describe_plan(configs, args.out))
+        return 0
     check_runs(configs)
     _record_command(args.out, argv)
     try:

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from sb3_dst.benchmark.checkpoint import latest_checkpoint
-from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, resolve_hyperparams
+from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, family, resolve_hyperparams
 from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, write_json_atomic
 
-__all__ = ["RUNS_CSV", "RUNS_DIR", "check_runs", "plan_runs", "run_campaign", "run_dir_of"]
+__all__ = ["RUNS_CSV", "RUNS_DIR", "check_runs", "describe_plan", "plan_runs", "run_campaign", "run_dir_of"]
 
 RUNS_DIR = "runs"
 RUNS_CSV = "runs.csv"
@@ -144,6 +144,49 @@ def _append_summary(out: Path, config: RunConfig) -> None:
         writer.writerow({k: row[k] for k in SUMMARY_COLUMNS})
         file.flush()
         os.fsync(file.fileno())
+
+
+def describe_plan(configs: Sequence[RunConfig], out: Path) -> str:
+    """What ``run`` would do with ``configs`` in ``out``, without doing it: each run finished (skipped), resumed
+    from a checkpoint (at which step) or started from scratch, and an estimate of the training time left.
+
+    The estimate counts the environment steps still to take at the speed of the finished runs of the same
+    algorithm family (steps per second of one core, evaluations included), or of all finished runs if that
+    family has none yet; it is rough (machines here vary by up to 2.5x from day to day).
+
+    :raises ValueError: if a run directory holds another configuration (as ``run`` would).
+    """
+    out = Path(out)
+    speeds: dict[str, list[float]] = {}
+    lines, seconds, unknown = [], 0.0, 0
+    states = []
+    for config in configs:
+        run_dir = run_dir_of(out, config)
+        if _is_finished(out, config):
+            done = json.loads((run_dir / DONE).read_text())
+            speeds.setdefault(family(config.algo), []).append(done["num_timesteps"] / max(done["wall_time"], 1e-9))
+            states.append((config, "finished", 0))
+            continue
+        checkpoint = latest_checkpoint(run_dir, config.digest())
+        start = int(checkpoint.name.rpartition("_")[2]) if checkpoint is not None else 0
+        states.append((config, f"resumes at step {start}" if checkpoint is not None else "starts", start))
+    everything = [v for values in speeds.values() for v in values]
+    for config, state, start in states:
+        lines.append(f"{state:>24}  {config.run_id}")
+        if state == "finished":
+            continue
+        family_speeds = speeds.get(family(config.algo)) or everything
+        if family_speeds:
+            seconds += (config.total_timesteps - start) / (sum(family_speeds) / len(family_speeds))
+        else:
+            unknown += 1
+    n_finished = sum(state == "finished" for _, state, _ in states)
+    summary = f"{len(configs)} runs in {out}: {n_finished} finished, {len(configs) - n_finished} to run"
+    if len(configs) > n_finished:
+        summary += f"; about {seconds / 3600:.1f} core-hours left at the speed of the finished runs"
+        if unknown:
+            summary += f" ({unknown} runs of families with no finished run yet not counted)"
+    return "\n".join([*lines, summary])
 
 
 @dataclass
