@@ -182,7 +182,9 @@ def describe_plan(configs: Sequence[RunConfig], out: Path) -> str:
             unknown += 1
     n_finished = sum(state == "finished" for _, state, _ in states)
     summary = f"{len(configs)} runs in {out}: {n_finished} finished, {len(configs) - n_finished} to run"
-    if len(configs) > n_finished:
+    if unknown == len(configs) - n_finished > 0:
+        summary += "; time left unknown (no finished run to measure the speed)"
+    elif len(configs) > n_finished:
         summary += f"; about {seconds / 3600:.1f} core-hours left at the speed of the finished runs"
         if unknown:
             summary += f" ({unknown} runs of families with no finished run yet not counted)"
