@@ -16,10 +16,11 @@ TITLE='Beyond the paper: sparse TD3 at 90-98% sparsity, 200k steps'
 python -m sb3_dst.benchmark run --algos TD3 DS-TD3 'DS-TD3:sparsity=0.9' "DS-TD3:sparsity=0.9,$RIGL" \
     'Pruned-TD3:sparsity=0.9' --envs HalfCheetah-v5 Walker2d-v5 --seeds 0 1 2 --steps 200000 "${COMMON[@]}" \
     --out "$TD3_OUT" --title "$TITLE"
-# 2. The method chosen at 90% (RigL with ERK and cosine η) at 95% and 98%.
-python -m sb3_dst.benchmark run --algos "DS-TD3:sparsity=0.95,$RIGL" "DS-TD3:sparsity=0.98,$RIGL" \
-    --envs HalfCheetah-v5 Walker2d-v5 --seeds 0 1 2 --steps 200000 "${COMMON[@]}" --out "$TD3_OUT" --title "$TITLE"
-# 3. DS-SAC under the paper's hard target update (its default hyperparameters) and SB3's soft one, vs dense SAC.
+# 2. DS-SAC under the paper's hard target update (its default hyperparameters) and SB3's soft one, vs dense SAC.
 python -m sb3_dst.benchmark run --algos SAC DS-SAC 'DS-SAC:tau=0.005,target_update_interval=1' \
     --envs HalfCheetah-v5 --seeds 0 1 2 --steps 100000 "${COMMON[@]}" --out benchmarks/results/sac_targets_100k \
     --title 'DS-SAC: hard vs soft target update, 100k steps'
+# 3. The method chosen at 90% (RigL with ERK and cosine η unless step 1 says otherwise) at 95% and 98%. Last, so
+#    that the choice can wait for all of step 1.
+python -m sb3_dst.benchmark run --algos "DS-TD3:sparsity=0.95,$RIGL" "DS-TD3:sparsity=0.98,$RIGL" \
+    --envs HalfCheetah-v5 Walker2d-v5 --seeds 0 1 2 --steps 200000 "${COMMON[@]}" --out "$TD3_OUT" --title "$TITLE"
