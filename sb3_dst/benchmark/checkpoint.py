@@ -107,9 +107,17 @@ def _buffer_arrays(buffer: Any) -> dict[str, Any]:
     return arrays
 
 
+def _is_plain_buffer(buffer: Any) -> bool:
+    from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+
+    return type(buffer) in (ReplayBuffer, DictReplayBuffer)
+
+
 def _buffer_state(buffer: Any) -> dict[str, Any]:
     """The filled rows of every storage array, plus the write position (a 1M-row buffer holding 200k steps
-    saves 200k rows)."""
+    saves 200k rows). Other buffers (HER's keeps episode bookkeeping beside its arrays) are pickled whole."""
+    if not _is_plain_buffer(buffer):
+        return {"type": type(buffer).__name__, "whole": buffer}
     filled = buffer.buffer_size if buffer.full else buffer.pos
     rows: dict[str, Any] = {}
     for name, value in _buffer_arrays(buffer).items():
@@ -120,6 +128,12 @@ def _buffer_state(buffer: Any) -> dict[str, Any]:
 def _restore_buffer(buffer: Any, state: dict[str, Any]) -> None:
     if type(buffer).__name__ != state["type"]:
         raise ValueError(f"checkpoint holds a {state['type']}, the model has a {type(buffer).__name__}")
+    if "whole" in state:
+        env = getattr(buffer, "env", None)  # HER's buffer drops its env when pickled
+        vars(buffer).update(vars(state["whole"]))
+        if env is not None and getattr(buffer, "env", None) is None:
+            buffer.env = env
+        return
     arrays, filled = _buffer_arrays(buffer), state["filled"]
     if set(arrays) != set(state["rows"]):
         raise ValueError(f"replay buffer fields differ: {sorted(arrays)} vs {sorted(state['rows'])}")
