@@ -204,6 +204,8 @@ def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "| Pendulum-v1 | DS-TD3 |" in report and "--steps 1000" in report
     assert (out / "learning_curves_Pendulum-v1.png").stat().st_size > 10_000
+    assert "![Pendulum-v1: return vs FLOPs](return_vs_flops_Pendulum-v1.png)" in report
+    assert (out / "return_vs_flops_Pendulum-v1.png").stat().st_size > 10_000
 
     # 4. Asking for another configuration of an existing run is refused.
     with pytest.raises(ValueError, match="another configuration"):

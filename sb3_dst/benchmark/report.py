@@ -28,7 +28,15 @@ from sb3_dst.benchmark.specs import ALGORITHMS, DENSE_BASELINE, AlgoSpec, RunCon
 from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS
 from sb3_dst.metrics import learning_curve_area
 
-__all__ = ["FINAL_WINDOW", "SUMMARY_COLUMNS", "load_runs", "plot_learning_curves", "summarize_run", "write_report"]
+__all__ = [
+    "FINAL_WINDOW",
+    "SUMMARY_COLUMNS",
+    "load_runs",
+    "plot_learning_curves",
+    "plot_return_vs_flops",
+    "summarize_run",
+    "write_report",
+]
 
 #: Evaluations averaged for the final return (the paper: the last 10).
 FINAL_WINDOW = 10
@@ -215,8 +223,50 @@ def plot_learning_curves(
     plt.close(fig)
 
 
+def plot_return_vs_flops(
+    runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
+) -> bool:
+    """One PNG: final return against training FLOPs (log scale), one point per algorithm (mean over seeds, bars ±
+    one std, the seeds as small dots), the network size S beside each point: what each method buys with its
+    compute. Returns False (and writes nothing) when fewer than two algorithms have runs on ``env_id``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [(a, [r for r in runs if r["env_id"] == env_id and r["algo"] == a]) for a in algos]
+    groups = [(a, g) for a, g in groups if g]
+    if len(groups) < 2:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(groups)))
+    for algo, group in groups:
+        flops = np.array([r["flops"] for r in group], dtype=float)
+        returns = np.array([r["final_return"] for r in group], dtype=float)
+        x, y = float(flops.mean()), float(returns.mean())
+        container = ax.errorbar(
+            x, y, yerr=float(returns.std()) if len(group) > 1 else None, fmt="o", markersize=7, capsize=4,
+            label=f"{_label(algo)} (n={len(group)})",
+        )  # fmt: skip
+        color = container.lines[0].get_color()
+        ax.scatter(flops, returns, s=12, color=color, alpha=0.45, linewidths=0)
+        size = int(np.mean([r["network_size"] for r in group]))
+        ax.annotate(f"S={size:,}", (x, y), textcoords="offset points", xytext=(7, -12), fontsize=8, color=color)
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs (multiply-adds executed, log scale)")
+    ax.set_ylabel(f"final return (mean of the last {FINAL_WINDOW} evaluations)")
+    ax.set_title(title or f"{env_id}: final return vs training FLOPs")
+    ax.grid(alpha=0.3, which="both")
+    ax.margins(x=0.12, y=0.12)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, frameon=False)  # below: no point hidden
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
 def write_report(out: Path, title: str | None = None) -> Path | None:
-    """Write ``out/report.md`` and ``out/learning_curves_<env>.png``; returns the report path (None if no runs)."""
+    """Write ``out/report.md``, ``out/learning_curves_<env>.png`` and ``out/return_vs_flops_<env>.png``; returns
+    the report path (None if no runs)."""
     out = Path(out)
     runs = load_runs(out)
     if not runs:
@@ -242,6 +292,10 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
         png = out / f"learning_curves_{env}.png"
         plot_learning_curves(runs, env, png, algos, title=f"{title}: {env}" if title else None)
         parts.append(f"![{env}]({png.name})")
+    costs = [env for env in envs if plot_return_vs_flops(runs, env, out / f"return_vs_flops_{env}.png", algos)]
+    if costs:
+        parts += ["", "## Final return vs training FLOPs", ""]
+        parts += [f"![{env}: return vs FLOPs](return_vs_flops_{env}.png)" for env in costs]
     path = out / "report.md"
     path.write_text("\n".join(parts) + "\n")
     return path
