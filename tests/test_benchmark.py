@@ -422,3 +422,19 @@ def test_checkpointed_replay_buffers_come_back_equal(her: bool) -> None:
     if her:
         assert fresh.replay_buffer.env is fresh.env  # kept: HER samples new goals through it
         fresh.replay_buffer.sample(8, env=None)
+
+
+def test_an_unreadable_checkpoint_means_a_fresh_start_not_a_failed_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sb3_dst.benchmark.worker import run_worker
+
+    run_dir = _worker_dir(tmp_path, "TD3", "Pendulum-v1")
+    assert run_worker(run_dir, parent_pid=-1, checkpoint_freq=250) == 3
+    (checkpoint_dir,) = run_dir.glob("checkpoint_*")
+    (checkpoint_dir / "model.zip").write_bytes(b"not a zip file")  # e.g. written by an incompatible version
+    capsys.readouterr()
+    assert run_worker(run_dir, checkpoint_freq=250) == 0
+    assert "cannot resume from checkpoint_250" in capsys.readouterr().out
+    assert json.loads((run_dir / "done.json").read_text())["resumed_at"] == []
+    assert [int(r["timesteps"]) for r in _rows(run_dir / "evaluations.csv")] == [300, 600, 900, 1200]

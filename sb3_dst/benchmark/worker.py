@@ -288,9 +288,16 @@ def run_worker(run_dir: Path, parent_pid: int | None = None, checkpoint_freq: in
     path = checkpoint.latest_checkpoint(run_dir, config.digest())
     resumed: dict[str, Any] | None = None
     if path is not None and (run_dir / EVALUATIONS).exists():
-        model, eval_env, resumed = checkpoint.load_checkpoint(path, algorithm_class(config.spec.base))
+        try:
+            model, eval_env, resumed = checkpoint.load_checkpoint(path, algorithm_class(config.spec.base))
+        except Exception as error:  # e.g. written by another version of the code: the run starts again instead
+            print(
+                f"cannot resume from {path.name} ({type(error).__name__}: {error}); starting from scratch", flush=True
+            )
+            resumed = None
+    if resumed is not None:
         _keep_rows_until(run_dir / EVALUATIONS, resumed["steps"])
-        print(f"resuming from {path.name} (step {resumed['steps']})", flush=True)
+        print(f"resuming from {path.name} (step {resumed['steps']})", flush=True)  # type: ignore[union-attr]
     else:
         checkpoint.clear_checkpoints(run_dir)
         for name in (EVALUATIONS, PROGRESS):
