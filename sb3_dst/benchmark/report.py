@@ -187,6 +187,35 @@ def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: dict[tuple[s
     return _table(header, rows)
 
 
+def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: dict[tuple[str, str], list[dict]]) -> str:
+    """One row per task and method: seeds, final return and LCA (mean ± std), both as a share of the dense
+    baseline's mean (how much of dense performance survives), the training-FLOPs ratio and S."""
+
+    def share(runs: list[dict], base: list[dict] | None, key: str) -> str:
+        if not base:
+            return "–"
+        reference = float(np.mean([r[key] for r in base]))
+        return f"{100 * float(np.mean([r[key] for r in runs])) / reference:.0f} %" if reference > 0 else "–"
+
+    rows = []
+    for env in envs:
+        for algo in algos:
+            runs = groups.get((env, algo))
+            if not runs:
+                continue
+            base = groups.get((env, DENSE_BASELINE[family(algo)]))
+            flops = float(np.mean([r["flops"] for r in runs]))
+            ratio = f"{flops / float(np.mean([r['flops'] for r in base])):.2f}×" if base else "–"
+            rows.append([
+                env, _label(algo), str(len(runs)),
+                _mean_std([r["final_return"] for r in runs], ".0f"), share(runs, base, "final_return"),
+                _mean_std([r["lca"] for r in runs], ".3f"), share(runs, base, "lca"),
+                ratio, f"{int(np.mean([r['network_size'] for r in runs])):,}",
+            ])  # fmt: skip
+    header = ["Environment", "Method", "seeds", "final R", "R / dense", "LCA", "LCA / dense", "FLOPs ratio", "S"]
+    return _table(header, rows)
+
+
 def plot_learning_curves(
     runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
 ) -> None:
@@ -284,6 +313,7 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
     if commands.exists():
         parts += ["Commands:", "", "```", commands.read_text().strip(), "```", ""]
     parts += [_settings(runs, algos), ""]
+    parts += ["## Summary", "", _summary_table(envs, algos, groups), ""]
     parts += ["## Final return R (Table 2)", "", final, ""]
     parts += ["## Learning curve area, LCA (Eq. 10, Table 1)", "", lca, ""]
     parts += ["## Costs (Table 3)", "", _costs_table(envs, algos, groups), ""]
