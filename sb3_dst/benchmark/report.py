@@ -18,7 +18,7 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,54 +164,54 @@ def _denormal_line(runs: Sequence[dict[str, Any]]) -> str:
     return f"- Denormal floats were flushed to zero in {flushed} of {len(runs)} runs: their steps/s are not comparable."
 
 
-def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: dict[tuple[str, str], list[dict]]) -> str:
-    rows = []
+Groups = dict[tuple[str, str], list[dict]]
+
+
+def _with_baseline(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> Iterator[tuple[str, str, list, list]]:
+    """(env, algo, its runs, the runs of its family's dense baseline on that env, or []) for each group with runs."""
     for env in envs:
         for algo in algos:
-            runs = groups.get((env, algo))
-            if not runs:
-                continue
-            flops = float(np.mean([r["flops"] for r in runs]))
-            base = groups.get((env, DENSE_BASELINE[family(algo)]))
-            if base:
-                base_flops = float(np.mean([r["flops"] for r in base]))
-                ratio = f"1× ({base_flops:.3g})" if base is runs else f"{flops / base_flops:.2f}×"
-            else:
-                ratio = "–"
-            rows.append([
-                env, _label(algo), f"{flops:.3g}", ratio, f"{int(np.mean([r['network_size'] for r in runs])):,}",
-                _mean_std([r["final_return"] for r in runs], ".1f"),
-                f"{np.mean([r['train_steps_per_second'] for r in runs]):.0f}",
-            ])  # fmt: skip
+            if runs := groups.get((env, algo)):
+                yield env, algo, runs, groups.get((env, DENSE_BASELINE[family(algo)]), [])
+
+
+def _mean(runs: Sequence[dict], key: str) -> float:
+    return float(np.mean([r[key] for r in runs]))
+
+
+def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> str:
+    rows = []
+    for env, algo, runs, base in _with_baseline(envs, algos, groups):
+        flops = _mean(runs, "flops")
+        if base:
+            ratio = f"1× ({flops:.3g})" if base is runs else f"{flops / _mean(base, 'flops'):.2f}×"
+        else:
+            ratio = "–"
+        rows.append([
+            env, _label(algo), f"{flops:.3g}", ratio, f"{int(_mean(runs, 'network_size')):,}",
+            _mean_std([r["final_return"] for r in runs], ".1f"), f"{_mean(runs, 'train_steps_per_second'):.0f}",
+        ])  # fmt: skip
     header = ["Environment", "Method", "FLOPs", "FLOPs ratio", "Network size S", "Return R", "steps/s"]
     return _table(header, rows)
 
 
-def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: dict[tuple[str, str], list[dict]]) -> str:
+def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> str:
     """One row per task and method: seeds, final return and LCA (mean ± std), both as a share of the dense
     baseline's mean (how much of dense performance survives), the training-FLOPs ratio and S."""
 
-    def share(runs: list[dict], base: list[dict] | None, key: str) -> str:
-        if not base:
-            return "–"
-        reference = float(np.mean([r[key] for r in base]))
-        return f"{100 * float(np.mean([r[key] for r in runs])) / reference:.0f} %" if reference > 0 else "–"
+    def share(runs: list[dict], base: list[dict], key: str) -> str:
+        reference = _mean(base, key) if base else 0.0
+        return f"{100 * _mean(runs, key) / reference:.0f} %" if reference > 0 else "–"
 
     rows = []
-    for env in envs:
-        for algo in algos:
-            runs = groups.get((env, algo))
-            if not runs:
-                continue
-            base = groups.get((env, DENSE_BASELINE[family(algo)]))
-            flops = float(np.mean([r["flops"] for r in runs]))
-            ratio = f"{flops / float(np.mean([r['flops'] for r in base])):.2f}×" if base else "–"
-            rows.append([
-                env, _label(algo), str(len(runs)),
-                _mean_std([r["final_return"] for r in runs], ".0f"), share(runs, base, "final_return"),
-                _mean_std([r["lca"] for r in runs], ".3f"), share(runs, base, "lca"),
-                ratio, f"{int(np.mean([r['network_size'] for r in runs])):,}",
-            ])  # fmt: skip
+    for env, algo, runs, base in _with_baseline(envs, algos, groups):
+        rows.append([
+            env, _label(algo), str(len(runs)),
+            _mean_std([r["final_return"] for r in runs], ".0f"), share(runs, base, "final_return"),
+            _mean_std([r["lca"] for r in runs], ".3f"), share(runs, base, "lca"),
+            f"{_mean(runs, 'flops') / _mean(base, 'flops'):.2f}×" if base else "–",
+            f"{int(_mean(runs, 'network_size')):,}",
+        ])  # fmt: skip
     header = ["Environment", "Method", "seeds", "final R", "R / dense", "LCA", "LCA / dense", "FLOPs ratio", "S"]
     return _table(header, rows)
 
