@@ -18,7 +18,7 @@ import torch as th
 import sb3_dst
 from sb3_dst.benchmark.__main__ import main
 from sb3_dst.benchmark.report import summarize_run, write_report
-from sb3_dst.benchmark.runner import plan_runs
+from sb3_dst.benchmark.runner import describe_plan, plan_runs
 from sb3_dst.benchmark.specs import ALGORITHMS, AlgoSpec, RunConfig, default_hyperparams, resolve_hyperparams
 from sb3_dst.benchmark.worker import EVAL_COLUMNS, build_model
 
@@ -122,6 +122,25 @@ def _fake_run(out: Path, algo: str, seed: int, returns: list[float], flops: floa
             writer.writerow([100 * (i + 1), value, 0, 1, 0, 0, 0, 0])
     done = {"network_size": size, "flops": flops, "flops_paper": flops, "wall_time": 1, "train_steps_per_second": 9}
     (run_dir / "done.json").write_text(json.dumps(done))
+
+
+def test_dry_run_estimate_uses_the_median_speed_of_the_family(tmp_path: Path) -> None:
+    # Three finished TD3 runs of 1000 steps: two took 10 s (100 steps/s), one was slowed to 100 s (10 steps/s).
+    for seed, wall_time in enumerate([10.0, 10.0, 100.0]):
+        config = RunConfig("TD3", "Fake-v0", seed, 1000, 100, 1, {})
+        run_dir = tmp_path / "runs" / config.run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_json()))
+        (run_dir / "done.json").write_text(json.dumps({"num_timesteps": 1000, "wall_time": wall_time}))
+    pending = RunConfig("DS-TD3", "Fake-v0", 0, 720_000, 100, 1, {})  # same family: 7200 s at 100 steps/s
+    configs = [RunConfig("TD3", "Fake-v0", seed, 1000, 100, 1, {}) for seed in range(3)] + [pending]
+    plan = describe_plan(configs, tmp_path)
+    assert f"starts  {pending.run_id}" in plan and "finished  Fake-v0__TD3__seed2" in plan
+    # The mean speed (70 steps/s) would say 2.9 core-hours.
+    assert plan.endswith(
+        "4 runs in " + str(tmp_path) + ": 3 finished, 1 to run; about 2.0 core-hours left at the "
+        "median speed of the finished runs"
+    )
 
 
 def test_report_arithmetic(tmp_path: Path) -> None:

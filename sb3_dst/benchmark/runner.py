@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -150,9 +151,10 @@ def describe_plan(configs: Sequence[RunConfig], out: Path) -> str:
     """What ``run`` would do with ``configs`` in ``out``, without doing it: each run finished (skipped), resumed
     from a checkpoint (at which step) or started from scratch, and an estimate of the training time left.
 
-    The estimate counts the environment steps still to take at the speed of the finished runs of the same
+    The estimate counts the environment steps still to take at the median speed of the finished runs of the same
     algorithm family (steps per second of one core, evaluations included), or of all finished runs if that
-    family has none yet; it is rough (machines here vary by up to 2.5x from day to day).
+    family has none yet. The median, not the mean, so that a run slowed by a paused or crowded machine does not
+    skew it; it stays rough (machines here vary by up to 2.5x from day to day).
 
     :raises ValueError: if a run directory holds another configuration (as ``run`` would).
     """
@@ -177,7 +179,7 @@ def describe_plan(configs: Sequence[RunConfig], out: Path) -> str:
             continue
         family_speeds = speeds.get(family(config.algo)) or everything
         if family_speeds:
-            seconds += (config.total_timesteps - start) / (sum(family_speeds) / len(family_speeds))
+            seconds += (config.total_timesteps - start) / statistics.median(family_speeds)
         else:
             unknown += 1
     n_finished = sum(state == "finished" for _, state, _ in states)
@@ -185,7 +187,7 @@ def describe_plan(configs: Sequence[RunConfig], out: Path) -> str:
     if unknown == len(configs) - n_finished > 0:
         summary += "; time left unknown (no finished run to measure the speed)"
     elif len(configs) > n_finished:
-        summary += f"; about {seconds / 3600:.1f} core-hours left at the speed of the finished runs"
+        summary += f"; about {seconds / 3600:.1f} core-hours left at the median speed of the finished runs"
         if unknown:
             summary += f" ({unknown} runs of families with no finished run yet not counted)"
     return "\n".join([*lines, summary])
