@@ -226,13 +226,10 @@ def plot_learning_curves(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    n_seeds = 0
-    for algo in algos:
-        group = [r for r in runs if r["env_id"] == env_id and r["algo"] == algo]
-        if not group:
-            continue
-        n_seeds = max(n_seeds, len(group))
+    groups = [(algo, [r for r in runs if r["env_id"] == env_id and r["algo"] == algo]) for algo in algos]
+    groups = [(algo, group) for algo, group in groups if group]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(groups)))
+    for algo, group in groups:
         length = min(len(r["returns"]) for r in group)
         x = group[0]["timesteps"][:length]
         curves = np.stack([r["returns"][:length] for r in group])
@@ -246,9 +243,10 @@ def plot_learning_curves(
     ax.set_title(title or f"{env_id}: mean ± std over seeds")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
-    ax.legend(loc="best", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # Below the axes: long method labels (``DS-TD3 (sparsity=0.9, growth='gradient', ...)``) neither hide curves
+    # nor get cut off.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
