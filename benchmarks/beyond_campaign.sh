@@ -2,8 +2,8 @@
 # The "beyond the paper" campaign (issue #11), resumable: each command skips the runs already finished in its
 # output directory, so re-running this script after an interruption continues where it stopped.
 #   bash benchmarks/beyond_campaign.sh            (from the repository root, in the project's venv)
-# About 14 hours of one core in all here (a 200k-step TD3 run takes 15-50 minutes of one core, depending on the
-# machine). Runs write a checkpoint every 10000 steps and resume from it exactly.
+# Step 1 is done (30 runs); steps 2 and 3 need about 10 more hours of one core (a 200k-step TD3 run takes 15-50
+# minutes of one core, depending on the machine). Runs write a checkpoint every 10000 steps and resume from it exactly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
@@ -20,7 +20,11 @@ python -m sb3_dst.benchmark run --algos TD3 DS-TD3 'DS-TD3:sparsity=0.9' "DS-TD3
 python -m sb3_dst.benchmark run --algos SAC DS-SAC 'DS-SAC:tau=0.005,target_update_interval=1' \
     --envs HalfCheetah-v5 --seeds 0 1 2 --steps 100000 "${COMMON[@]}" --out benchmarks/results/sac_targets_100k \
     --title 'DS-SAC: hard vs soft target update, 100k steps'
-# 3. The method chosen at 90% (RigL with ERK and cosine η unless step 1 says otherwise) at 95% and 98%. Last, so
-#    that the choice can wait for all of step 1.
+# 3. 95% and 98% sparsity. The issue asks for the method that does best at 90% (RigL with ERK and cosine η unless
+#    step 1 says otherwise). Step 1 (3 seeds) split: gradual pruning matched dense TD3 on HalfCheetah (100% of its
+#    final return and LCA, at 0.42x its training FLOPs) but was the weakest on Walker2d; RigL was the best
+#    sparse-from-scratch method on Walker2d (79% of dense TD3's final return, 92% of its LCA, at 0.11x the FLOPs)
+#    and level with SET on HalfCheetah. So both go to 95% and 98%: RigL (the issue's default) and pruning.
 python -m sb3_dst.benchmark run --algos "DS-TD3:sparsity=0.95,$RIGL" "DS-TD3:sparsity=0.98,$RIGL" \
+    'Pruned-TD3:sparsity=0.95' 'Pruned-TD3:sparsity=0.98' \
     --envs HalfCheetah-v5 Walker2d-v5 --seeds 0 1 2 --steps 200000 "${COMMON[@]}" --out "$TD3_OUT" --title "$TITLE"
