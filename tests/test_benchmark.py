@@ -126,15 +126,14 @@ def _fake_run(out: Path, algo: str, seed: int, returns: list[float], flops: floa
 
 def test_dry_run_estimate_uses_the_median_speed_of_the_family(tmp_path: Path) -> None:
     # Three finished TD3 runs of 1000 steps: two took 10 s (100 steps/s), one was slowed to 100 s (10 steps/s).
-    for seed, wall_time in enumerate([10.0, 10.0, 100.0]):
-        config = RunConfig("TD3", "Fake-v0", seed, 1000, 100, 1, {})
+    finished = [RunConfig("TD3", "Fake-v0", seed, 1000, 100, 1, {}) for seed in range(3)]
+    for config, wall_time in zip(finished, [10.0, 10.0, 100.0], strict=True):
         run_dir = tmp_path / "runs" / config.run_id
         run_dir.mkdir(parents=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_json()))
         (run_dir / "done.json").write_text(json.dumps({"num_timesteps": 1000, "wall_time": wall_time}))
     pending = RunConfig("DS-TD3", "Fake-v0", 0, 720_000, 100, 1, {})  # same family: 7200 s at 100 steps/s
-    configs = [RunConfig("TD3", "Fake-v0", seed, 1000, 100, 1, {}) for seed in range(3)] + [pending]
-    plan = describe_plan(configs, tmp_path)
+    plan = describe_plan([*finished, pending], tmp_path)
     assert f"starts  {pending.run_id}" in plan and "finished  Fake-v0__TD3__seed2" in plan
     # The mean speed (70 steps/s) would say 2.9 core-hours.
     assert plan.endswith(

@@ -119,7 +119,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _group(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], dict[tuple[str, str], list[dict]]]:
+Groups = dict[tuple[str, str], list[dict]]
+
+
+def _group(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], Groups]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         groups[run["env_id"], run["algo"]].append(run)
@@ -162,9 +165,6 @@ def _denormal_line(runs: Sequence[dict[str, Any]]) -> str:
     if flushed == len(runs):
         return "- Denormal floats were flushed to zero in every run (`--flush-denormal`)."
     return f"- Denormal floats were flushed to zero in {flushed} of {len(runs)} runs: their steps/s are not comparable."
-
-
-Groups = dict[tuple[str, str], list[dict]]
 
 
 def _with_baseline(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> Iterator[tuple[str, str, list, list]]:
@@ -216,6 +216,12 @@ def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: Groups) ->
     return _table(header, rows)
 
 
+def _env_groups(runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str]) -> list[tuple[str, list[dict]]]:
+    """(algo, its runs on ``env_id``) for each of ``algos`` with runs there, in the order of ``algos``."""
+    groups = [(algo, [r for r in runs if r["env_id"] == env_id and r["algo"] == algo]) for algo in algos]
+    return [(algo, group) for algo, group in groups if group]
+
+
 def plot_learning_curves(
     runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
 ) -> None:
@@ -226,8 +232,7 @@ def plot_learning_curves(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    groups = [(algo, [r for r in runs if r["env_id"] == env_id and r["algo"] == algo]) for algo in algos]
-    groups = [(algo, group) for algo, group in groups if group]
+    groups = _env_groups(runs, env_id, algos)
     fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(groups)))
     for algo, group in groups:
         length = min(len(r["returns"]) for r in group)
@@ -261,8 +266,7 @@ def plot_return_vs_flops(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [(a, [r for r in runs if r["env_id"] == env_id and r["algo"] == a]) for a in algos]
-    groups = [(a, g) for a, g in groups if g]
+    groups = _env_groups(runs, env_id, algos)
     if len(groups) < 2:
         return False
     fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(groups)))
