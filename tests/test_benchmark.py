@@ -17,7 +17,7 @@ import torch as th
 
 import sb3_dst
 from sb3_dst.benchmark.__main__ import main
-from sb3_dst.benchmark.report import summarize_run, write_report
+from sb3_dst.benchmark.report import dense_share_by_sparsity, load_runs, summarize_run, write_report
 from sb3_dst.benchmark.runner import describe_plan, plan_runs
 from sb3_dst.benchmark.specs import ALGORITHMS, AlgoSpec, RunConfig, default_hyperparams, resolve_hyperparams
 from sb3_dst.benchmark.worker import EVAL_COLUMNS, build_model
@@ -158,6 +158,36 @@ def test_report_arithmetic(tmp_path: Path) -> None:
     assert "| Fake-v0 | DS-TD3 | 1 | 8 | 88 % | 0.065 | 87 % | 0.49× | 490 |" in report
     assert "| Fake-v0 | TD3 | 2 | 8 ± 1 | 100 % | 0.075 ± 0.010 | 100 % | 1.00× | 1,000 |" in report
     assert (tmp_path / "learning_curves_Fake-v0.png").stat().st_size > 10_000
+
+
+def test_dense_share_by_sparsity(tmp_path: Path) -> None:
+    flat = [2.0] * 10  # final return = value, LCA = value * 10 evaluations / 1000 steps
+    _fake_run(tmp_path, "TD3", 0, [8.0] * 10, flops=200.0, size=1000)
+    _fake_run(tmp_path, "TD3", 1, [12.0] * 10, flops=200.0, size=1000)  # dense mean: R 10, LCA 0.1
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.9", 0, [5.0] * 10, flops=20.0, size=90)
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.9", 1, [7.0] * 10, flops=20.0, size=130)
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.5", 0, [9.0] * 10, flops=100.0, size=500)
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.9,growth='gradient'", 0, flat, flops=20.0, size=100)  # one level only
+    _fake_run(tmp_path, "DS-TD3", 0, flat, flops=100.0, size=500)  # no sparsity keyword: not a point
+    runs = load_runs(tmp_path)
+    algos = sorted({r["algo"] for r in runs})
+    data = dense_share_by_sparsity(runs, "Fake-v0", algos)
+    assert list(data) == ["DS-TD3 (sparsity=…)"]
+    low, high = data["DS-TD3 (sparsity=…)"]  # in order of sparsity
+    assert low == pytest.approx({"sparsity": 0.5, "r_mean": 0.9, "r_std": 0.0, "lca_mean": 0.9, "lca_std": 0.0, "n": 1})
+    # measured, not nominal: 1 - mean S 110 / 1000; the seeds keep 5/10 and 7/10 of dense TD3's mean return
+    expected = {"sparsity": 0.89, "r_mean": 0.6, "r_std": 0.1, "lca_mean": 0.6, "lca_std": 0.1, "n": 2}
+    assert high == pytest.approx(expected)
+    report = write_report(tmp_path).read_text()
+    assert "![Fake-v0: share of dense vs sparsity](dense_share_Fake-v0.png)" in report
+    assert (tmp_path / "dense_share_Fake-v0.png").stat().st_size > 10_000
+
+
+def test_dense_share_plot_needs_two_sparsity_levels(tmp_path: Path) -> None:
+    _fake_run(tmp_path, "TD3", 0, [8.0] * 10, flops=200.0, size=1000)
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.9", 0, [5.0] * 10, flops=20.0, size=100)
+    report = write_report(tmp_path).read_text()
+    assert "share of dense vs sparsity" not in report and not (tmp_path / "dense_share_Fake-v0.png").exists()
 
 
 # --- End to end -----------------------------------------------------------------------------------------

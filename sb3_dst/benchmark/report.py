@@ -31,7 +31,9 @@ from sb3_dst.metrics import learning_curve_area
 __all__ = [
     "FINAL_WINDOW",
     "SUMMARY_COLUMNS",
+    "dense_share_by_sparsity",
     "load_runs",
+    "plot_dense_share_vs_sparsity",
     "plot_learning_curves",
     "plot_return_vs_flops",
     "summarize_run",
@@ -295,9 +297,87 @@ def plot_return_vs_flops(
     return True
 
 
+def _sparsity_family(algo: str) -> str | None:
+    """The method of a variant that sets ``sparsity``, as a label with that value left out (``DS-TD3 (sparsity=…,
+    growth='gradient')``); None when the variant does not set ``sparsity``."""
+    spec = AlgoSpec.parse(algo)
+    if "sparsity" not in dict(spec.overrides):
+        return None
+    rest = [f"{k}={v!r}" for k, v in spec.overrides if k != "sparsity"]
+    return f"{spec.base} ({', '.join(['sparsity=…', *rest])})"
+
+
+def dense_share_by_sparsity(
+    runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str]
+) -> dict[str, list[dict[str, float]]]:
+    """How much of dense performance survives as sparsity grows, on ``env_id``.
+
+    For each method run at several ``sparsity`` values (variants equal but for ``sparsity``), one point per value,
+    in order of sparsity: ``sparsity`` = 1 − S / S_dense (the measured share of the dense network's parameters
+    removed, dense output layers and biases included), and the final return and LCA of each seed as a share of the
+    dense baseline's mean (``r_mean``/``r_std``, ``lca_mean``/``lca_std``, over ``n`` seeds). Methods with a single
+    sparsity level, and tasks without dense baseline runs, give nothing."""
+    points: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for algo, group in _env_groups(runs, env_id, algos):
+        name = _sparsity_family(algo)
+        base = [r for r in runs if r["env_id"] == env_id and r["algo"] == DENSE_BASELINE[family(algo)]]
+        if name is None or not base:
+            continue
+        dense_r, dense_lca = _mean(base, "final_return"), _mean(base, "lca")
+        if dense_r <= 0 or dense_lca <= 0:
+            continue  # a share of a non-positive return means nothing
+        r_share = [r["final_return"] / dense_r for r in group]
+        lca_share = [r["lca"] / dense_lca for r in group]
+        points[name].append({
+            "sparsity": 1.0 - _mean(group, "network_size") / _mean(base, "network_size"),
+            "r_mean": float(np.mean(r_share)), "r_std": float(np.std(r_share)),
+            "lca_mean": float(np.mean(lca_share)), "lca_std": float(np.std(lca_share)), "n": len(group),
+        })  # fmt: skip
+    return {name: sorted(p, key=lambda q: q["sparsity"]) for name, p in points.items() if len(p) > 1}
+
+
+def plot_dense_share_vs_sparsity(
+    runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
+) -> bool:
+    """One PNG, two panels (final return, LCA), each as a share of the dense baseline against sparsity, one line
+    per method run at several sparsity levels (:func:`dense_share_by_sparsity`), bars ± one std over seeds.
+    Returns False (and writes nothing) when no method on ``env_id`` was run at two sparsity levels or more."""
+    data = dense_share_by_sparsity(runs, env_id, algos)
+    if not data:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2 + 0.22 * len(data)), sharex=True)
+    for name, points in data.items():
+        x = [100 * p["sparsity"] for p in points]
+        for ax, key in zip(axes, ("r", "lca"), strict=True):
+            ax.errorbar(
+                x, [100 * p[f"{key}_mean"] for p in points], yerr=[100 * p[f"{key}_std"] for p in points],
+                fmt="o-", capsize=3, markersize=5, label=name if key == "r" else None,
+            )  # fmt: skip
+    for ax, what in zip(axes, ("final return", "LCA"), strict=True):
+        ax.axhline(100, color="black", linewidth=1, linestyle="--")
+        ax.set_xlabel("sparsity: parameters removed, 1 − S / S_dense")
+        ax.set_ylabel(f"{what}, share of the dense baseline")
+        ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"{env_id}: how much of dense performance survives (mean ± std over seeds)")
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=8, frameon=False)  # below the panels
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
 def write_report(out: Path, title: str | None = None) -> Path | None:
-    """Write ``out/report.md``, ``out/learning_curves_<env>.png`` and ``out/return_vs_flops_<env>.png``; returns
-    the report path (None if no runs)."""
+    """Write ``out/report.md``, ``out/learning_curves_<env>.png``, ``out/return_vs_flops_<env>.png`` and, where a
+    method was run at several sparsity levels, ``out/dense_share_<env>.png``; returns the report path (None if no
+    runs)."""
     out = Path(out)
     runs = load_runs(out)
     if not runs:
@@ -328,6 +408,10 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
     if costs:
         parts += ["", "## Final return vs training FLOPs", ""]
         parts += [f"![{env}: return vs FLOPs](return_vs_flops_{env}.png)" for env in costs]
+    shares = [env for env in envs if plot_dense_share_vs_sparsity(runs, env, out / f"dense_share_{env}.png", algos)]
+    if shares:
+        parts += ["", "## Share of dense performance vs sparsity", ""]
+        parts += [f"![{env}: share of dense vs sparsity](dense_share_{env}.png)" for env in shares]
     path = out / "report.md"
     path.write_text("\n".join(parts) + "\n")
     return path
