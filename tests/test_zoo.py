@@ -323,6 +323,7 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
     env = gym.make("Pendulum-v1")
     bounds = max_er_lambdas(env.observation_space, env.action_space, [32, 32])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    targets: set[str] = set()
     for _ in range(12):
         trial = study.ask()
         trial.set_user_attr(LAMBDA_MAX_ATTR, bounds)
@@ -349,7 +350,14 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
         if algo in DDPG_ALGOS:
             assert not {"policy_delay", "target_policy_noise"} & set(trial.params)
         if algo in TQC_ALGOS | CROSSQ_ALGOS:
-            assert not {"tau", "target_update_interval"} & set(trial.params)
+            assert not {"tau", "target_update", "target_update_interval"} & set(trial.params)
+        elif algo not in TD3_ALGOS:  # SAC: a consistent pair whatever the file's target update
+            soft = trial.params["target_update"] == "soft"
+            targets.add(trial.params["target_update"])
+            expected = (trial.params["tau"], 1) if soft else (1.0, trial.params["target_update_interval"])
+            assert (model.tau, model.target_update_interval) == expected
+            assert 0.001 <= model.tau <= 0.02 if soft else 100 <= model.target_update_interval <= 5000
+            assert (kwargs["tau"], kwargs["target_update_interval"]) == expected
         if algo.startswith("ds_"):
             assert model.drop_fraction == trial.params["drop_fraction"]
             assert model.evolution_interval == trial.params["evolution_interval"]
@@ -366,7 +374,11 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
         assert ("noise_type" in converted) == (algo in TD3_ALGOS)
         if algo in TQC_ALGOS:
             assert converted["policy_kwargs"] == {"n_quantiles": trial.params["n_quantiles"]}
+        if "target_update" in trial.params:
+            assert (converted["tau"], converted["target_update_interval"]) == expected
+            assert "target_update" not in converted
         study.tell(trial, 0.0)
+    assert targets == ({"soft", "hard"} if algo in {"ds_sac", "static_sac", "pruned_sac"} else set())
 
 
 @pytest.mark.parametrize("algo", ["ds_td3", "ds_sac", "pruned_td3", "static_sac", "ds_tqc", "ds_crossq", "ds_ddpg"])

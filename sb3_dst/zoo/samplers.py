@@ -182,7 +182,14 @@ def _sample_sac(trial: optuna.Trial, algo: str) -> dict[str, Any]:
             "top_quantiles_to_drop_per_net", 0, min(n_quantiles - 1, 5)
         )
     elif algo not in CROSSQ_ALGOS:  # CrossQ has no target networks
-        params["target_update_interval"] = trial.suggest_int("target_update_interval", 100, 5000, log=True)
+        # Both target updates, each with its own parameter, so a sample is consistent whatever the file holds:
+        # soft (SB3's, sb3-dst's default: tau every gradient step) or hard (the paper's: tau = 1 every
+        # `target_update_interval` gradient steps, counted globally).
+        params["target_update"] = trial.suggest_categorical("target_update", ["soft", "hard"])
+        if params["target_update"] == "soft":
+            params["tau"] = trial.suggest_float("tau", 0.001, 0.02, log=True)
+        else:
+            params["target_update_interval"] = trial.suggest_int("target_update_interval", 100, 5000, log=True)
     return params
 
 
@@ -191,6 +198,8 @@ def convert_dst_params(params: dict[str, Any]) -> dict[str, Any]:
 
     ``one_minus_gamma`` becomes ``gamma``; ``er_lambda_1``, ``er_lambda_2``, ... become the list ``er_lambda``;
     ``noise_std`` becomes ``noise_type: normal`` with that ``noise_std`` (rl-zoo3 builds the noise object);
+    ``target_update`` (SAC) becomes ``target_update_interval: 1`` when ``"soft"`` (the sampled ``tau`` every
+    gradient step) and ``tau: 1.0`` when ``"hard"`` (a copy every sampled ``target_update_interval`` steps);
     ``n_quantiles`` (TQC) moves into ``policy_kwargs`` (as rl-zoo3's TQC converter does: with ``--trial-id``,
     that ``policy_kwargs`` replaces the file's, which sb3-dst's TQC files leave at TQC's defaults apart from
     ``n_quantiles``). Other parameters keep their names. This is rl-zoo3's ``HYPERPARAMS_CONVERTER`` entry of
@@ -209,6 +218,13 @@ def convert_dst_params(params: dict[str, Any]) -> dict[str, Any]:
         hyperparams["er_lambda"] = None
     if "noise_std" in hyperparams:
         hyperparams["noise_type"] = "normal"
+    target_update = hyperparams.pop("target_update", None)
+    if target_update == "soft":
+        hyperparams["target_update_interval"] = 1
+    elif target_update == "hard":
+        hyperparams["tau"] = 1.0
+    elif target_update is not None:
+        raise ValueError(f"target_update must be 'soft' or 'hard', got {target_update!r}")
     if "n_quantiles" in hyperparams:
         policy_kwargs = dict(hyperparams.get("policy_kwargs") or {})
         policy_kwargs["n_quantiles"] = hyperparams.pop("n_quantiles")
@@ -284,16 +300,19 @@ sample_ds_sac_params.__doc__ = """Optuna sampler of ``ds_sac``.
 
 λ_l, η, e, ``gamma`` and ``learning_rate`` as in :func:`sample_ds_td3_params`, plus:
 
-==========================  ==================================  ======================================
-parameter                   range                               paper (Appendix A)
-==========================  ==================================  ======================================
-``batch_size``              {64, 128, 256, 512}                 256
-``ent_coef`` (α, fixed)     log [0.01, 1.0]                     0.2
-``target_update_interval``  log int [100, 5000] gradient steps  1000 (hard update, ``tau`` = 1)
-==========================  ==================================  ======================================
+==========================  ==========================================  ==============================
+parameter                   range                                       paper (Appendix A)
+==========================  ==========================================  ==============================
+``batch_size``              {64, 128, 256, 512}                         256
+``ent_coef`` (α, fixed)     log [0.01, 1.0]                             0.2
+``target_update``           {soft, hard}                                hard
+``tau`` (soft only)         log [0.001, 0.02], every gradient step      (sb3-dst's default: 0.005)
+``target_update_interval``  log int [100, 5000] gradient steps, with    1000
+(hard only)                 ``tau`` = 1 (counted globally)
+==========================  ==========================================  ==============================
 
-``tau`` stays as in the file (1.0 in sb3-dst's files: a hard target update every ``target_update_interval``
-gradient steps, counted globally).
+Each sample sets both ``tau`` and ``target_update_interval`` (:func:`convert_dst_params`), so it does not depend
+on the file's target update.
 """
 sample_static_sac_params.__doc__ = "Optuna sampler of ``static_sac``: as :func:`sample_ds_sac_params` without η, e."
 sample_pruned_td3_params.__doc__ = """Optuna sampler of ``pruned_td3``: as :func:`sample_static_td3_params`, plus
@@ -311,7 +330,7 @@ sample_ds_ddpg_params = _sampler("ds_ddpg")
 sample_static_ddpg_params = _sampler("static_ddpg")
 sample_pruned_ddpg_params = _sampler("pruned_ddpg")
 sample_ds_tqc_params.__doc__ = """Optuna sampler of ``ds_tqc``: as :func:`sample_ds_sac_params` without
-``target_update_interval`` (TQC keeps its soft update, ``tau`` of the file every step), plus rl-zoo3's TQC ranges:
+``target_update`` (TQC keeps its soft update, ``tau`` of the file every step), plus rl-zoo3's TQC ranges:
 ``n_quantiles`` int [5, 50] (into ``policy_kwargs``, merged with the file's) and ``top_quantiles_to_drop_per_net``
 int [0, min(n_quantiles - 1, 5)]. λmax of the output layer (``sparse_output_layer``) uses the file's
 ``n_quantiles``."""
@@ -319,7 +338,7 @@ sample_static_tqc_params.__doc__ = "Optuna sampler of ``static_tqc``: as :func:`
 sample_pruned_tqc_params.__doc__ = """Optuna sampler of ``pruned_tqc``: as :func:`sample_static_tqc_params`, plus
 ``evolution_interval`` (log int [100, 10000])."""
 sample_ds_crossq_params.__doc__ = """Optuna sampler of ``ds_crossq``: as :func:`sample_ds_sac_params` without
-``target_update_interval`` (CrossQ has no target networks; ``tau`` is never sampled). λmax uses CrossQ's own
+``target_update`` (CrossQ has no target networks; ``tau`` is never sampled). λmax uses CrossQ's own
 networks (actor 256-256, critics 1024-1024) when the file gives no ``net_arch``."""
 sample_static_crossq_params.__doc__ = (
     "Optuna sampler of ``static_crossq``: as :func:`sample_ds_crossq_params` without η, e."
