@@ -360,7 +360,7 @@ def plot_dense_share_vs_sparsity(
                 fmt="o-", capsize=3, markersize=5, label=name if key == "r" else None,
             )  # fmt: skip
     for ax, what in zip(axes, ("final return", "LCA"), strict=True):
-        ax.axhline(100, color="black", linewidth=1, linestyle="--")
+        ax.axhline(100, color="black", linewidth=1, linestyle="--", label="dense baseline" if what == "LCA" else None)
         ax.set_xlabel("sparsity: parameters removed, 1 − S / S_dense")
         ax.set_ylabel(f"{what}, share of the dense baseline")
         ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
