@@ -17,7 +17,11 @@ python -m sb3_dst.benchmark run --algos TD3 DS-TD3 'DS-TD3:sparsity=0.9' "DS-TD3
     'Pruned-TD3:sparsity=0.9' --envs HalfCheetah-v5 Walker2d-v5 --seeds 0 1 2 --steps 200000 "${COMMON[@]}" \
     --out "$TD3_OUT" --title "$TITLE"
 # 2. DS-SAC under the paper's hard target update (its default hyperparameters) and SB3's soft one, vs dense SAC.
+#    The fourth method is the control added once the first three were in: dense SAC under the hard update
+#    (Static-SAC at zero sparsity, bit for bit dense SAC with the paper's schedule), to tell whether DS-SAC's slow
+#    start under the hard update comes from the update or from sparsity.
 python -m sb3_dst.benchmark run --algos SAC DS-SAC 'DS-SAC:tau=0.005,target_update_interval=1' \
+    'Static-SAC:sparsity=0.0,er_lambda=None' \
     --envs HalfCheetah-v5 --seeds 0 1 2 --steps 100000 "${COMMON[@]}" --out benchmarks/results/sac_targets_100k \
     --title 'DS-SAC: hard vs soft target update, 100k steps'
 # 3. 95% and 98% sparsity. The issue asks for the method that does best at 90% (RigL with ERK and cosine η unless
