@@ -6,6 +6,7 @@ with the interpreter of this virtual environment, on Pendulum-v1 with tiny budge
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -151,8 +152,8 @@ def test_files_have_every_paper_task_in_v4_and_v5(algo: str) -> None:
             assert eval(hp["policy_kwargs"])["optimizer_kwargs"] == {"weight_decay": 2e-4}
         else:
             assert (hp["learning_rate"], hp["batch_size"], hp["ent_coef"]) == (3e-4, 256, 0.2)
-            hard = algo != "sac"  # the dense baseline uses the main text's soft update, see sac.yml
-            assert (hp["tau"], hp["target_update_interval"]) == ((1.0, 1000) if hard else (0.005, 1))
+            # SB3's soft update in every SAC file; the paper's hard one: -conf sb3_dst.hyperparams.*_sac_paper
+            assert (hp["tau"], hp["target_update_interval"]) == (0.005, 1)
         if algo in ("ds_td3", "ds_sac"):
             assert hp["drop_fraction"] == (0.05 if algo == "ds_td3" else 0.1)
             assert hp["evolution_interval"] == 1000
@@ -670,12 +671,12 @@ def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: typ
         assert (model.er_lambda, model.sparsity) == ([1, 4], None)
     else:
         assert model.sparsity == 0.5  # the file's `default` entry
-    if algo == "ds_sac":
+    if algo == "ds_sac":  # SB3's soft target update, not the paper's hard one (README: "which target update")
         assert (model.drop_fraction, model.evolution_interval, model.tau, model.target_update_interval) == (
             0.1,
             1000,
-            1.0,
-            1000,
+            0.005,
+            1,
         )
     if algo == "ds_tqc":  # the file's `default` entry: TQC's settings with DS-TQC's η
         assert (model.drop_fraction, model.top_quantiles_to_drop_per_net, model.tau, model.ent_coef) == (
@@ -690,6 +691,23 @@ def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: typ
         layers = model._sparse_layers["actor"] + model._sparse_layers["critic"]
         assert [int(layer.weight_mask.sum()) for layer in layers] == [layer.connection_budget for layer in layers]
     assert isinstance(model, cls) and model.num_timesteps == 600
+
+
+@pytest.mark.parametrize("algo", ["ds_sac", "static_sac"])
+def test_paper_target_update_is_a_named_alternative(tmp_path: Path, algo: str) -> None:
+    """``-conf sb3_dst.hyperparams.<algo>_paper``: the file's settings with the paper's hard target update."""
+    module = importlib.import_module(f"sb3_dst.hyperparams.{algo}_paper")
+    entries = load(algo)
+    assert set(module.hyperparams) == set(entries)
+    for env_id, entry in entries.items():
+        assert (entry["tau"], entry["target_update_interval"]) == (0.005, 1)
+        assert module.hyperparams[env_id] == {**entry, "tau": 1.0, "target_update_interval": 1000}
+    conf = ["-conf", f"sb3_dst.hyperparams.{algo}_paper"]
+    args = ["--algo", algo, "--env", "Pendulum-v1", "-f", "logs", "--num-threads", "1", "--eval-freq", "-1"]
+    check(run(["-m", "rl_zoo3.train", *args, *conf, "-params", *TINY, "target_update_interval:50"], tmp_path))
+    cls = DSSAC if algo == "ds_sac" else StaticSAC
+    model = _load(tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip", cls)
+    assert (model.tau, model.target_update_interval, model.sparsity) == (1.0, 50, 0.5)  # the `default` entry
 
 
 def test_v3_id_stops_at_once_without_side_effects(tmp_path: Path) -> None:

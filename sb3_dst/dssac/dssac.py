@@ -26,6 +26,11 @@ class DSSAC(DSTMixin, SAC):
     ``gradient_steps=1`` it updates the target at every step whatever the interval; the paper's hard update
     (``tau=1.0``, ``target_update_interval=1000``) needs the global count. With interval 1 both agree.
 
+    Recommended target update: SB3's soft one (``tau=0.005`` every gradient step, the defaults here and in
+    ``ds_sac.yml``). The paper's hard update above is available (``-conf sb3_dst.hyperparams.ds_sac_paper`` in
+    rl-zoo3) but learned much more slowly in sb3-dst's runs on HalfCheetah-v5 (README, "DS-SAC: which target
+    update").
+
     :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dssac.policies.SparseSACPolicy`), ``"CnnPolicy"`` (image
         observations, ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
         HER; ``CombinedExtractor``), or one of those classes. Extractors are dense by default.

@@ -63,3 +63,13 @@ def load(algo: str) -> dict[str, dict[str, Any]]:
     """The entries of ``algo``'s file, keyed by environment id (and ``default``)."""
     with open(hyperparams_file(algo)) as file:
         return yaml.safe_load(file)
+
+
+#: The paper's target update of its sparse SAC (Appendix A): a hard copy, tau = 1, every 1000 gradient steps.
+PAPER_SAC_TARGET_UPDATE: dict[str, Any] = {"tau": 1.0, "target_update_interval": 1000}
+
+
+def with_paper_target_update(algo: str) -> dict[str, dict[str, Any]]:
+    """The entries of ``algo``'s file (a SAC variant) with the paper's hard target update
+    (:data:`PAPER_SAC_TARGET_UPDATE`) in place of the file's soft one; every other key as in the file."""
+    return {env_id: {**entry, **PAPER_SAC_TARGET_UPDATE} for env_id, entry in load(algo).items()}
