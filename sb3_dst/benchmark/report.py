@@ -318,9 +318,8 @@ def dense_share_by_sparsity(
     dense baseline's mean (``r_mean``/``r_std``, ``lca_mean``/``lca_std``, over ``n`` seeds). Methods with a single
     sparsity level, and tasks without dense baseline runs, give nothing."""
     points: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for algo, group in _env_groups(runs, env_id, algos):
+    for _, algo, group, base in _with_baseline([env_id], algos, _group(runs)[2]):
         name = _sparsity_family(algo)
-        base = [r for r in runs if r["env_id"] == env_id and r["algo"] == DENSE_BASELINE[family(algo)]]
         if name is None or not base:
             continue
         dense_r, dense_lca = _mean(base, "final_return"), _mean(base, "lca")
