@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sb3_dst.hyperparams import PAPER_SAC_TARGET_UPDATE
+
 __all__ = [
     "ALGORITHMS",
     "AlgoSpec",
@@ -91,9 +93,9 @@ _SAC_COMMON: dict[str, Any] = {
     "ent_coef": 0.2,
     "policy_kwargs": {"net_arch": [256, 256]},
 }
-# Dense SAC: main-text soft update. Sparse SAC (Appendix A): hard update every 1000 gradient steps.
+# Dense SAC: main-text soft update. Sparse SAC (Appendix A): hard update every 1000 gradient steps
+# (PAPER_SAC_TARGET_UPDATE; the zoo files of the sparse SACs use the soft one, see issue #11).
 _SAC_SOFT = {"tau": 0.005, "target_update_interval": 1}
-_SAC_HARD = {"tau": 1.0, "target_update_interval": 1000}
 # DDPG, TQC and CrossQ have no settings in the paper: rl-zoo3's tuned MuJoCo values for the dense algorithm
 # (rl_zoo3/hyperparams/{ddpg,tqc,crossq}.yml, the v4 entries, used for v5 too), else the library's defaults.
 # The sparse variants keep the dense settings (TQC keeps its soft target update) so that only the topology differs.
@@ -222,7 +224,7 @@ def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     if algo == "SAC":
         params.update(_SAC_SOFT)
         return params
-    params.update(_SAC_HARD)
+    params.update(PAPER_SAC_TARGET_UPDATE)
     params.update(_topology(env_id, _SAC_LAMBDA, _SAC_LAMBDA_BY_ID))
     if algo == "DS-SAC":
         params.update(drop_fraction=0.1, evolution_interval=1000)
