@@ -78,6 +78,20 @@ def test_defaults_agree_with_zoo_files(algo: str, env_id: str) -> None:
     assert from_files == built_in
 
 
+@pytest.mark.skipif(not (REPO / "hyperparams").is_dir(), reason="no rl-zoo3 hyperparameter files")
+@pytest.mark.parametrize("algo", ["CrossQ", "DS-CrossQ"])
+def test_contrib_campaign_crossq_files_change_only_the_critic_width(algo: str) -> None:
+    """benchmarks/hyperparams/crossq_1024 (the contrib campaign's CrossQ settings) is the repository's HalfCheetah-v5
+    entry with 1024-wide critics: nothing else may drift from the zoo files."""
+    spec, env_id = AlgoSpec.parse(algo), "HalfCheetah-v5"
+    campaign = resolve_hyperparams(spec, env_id, hyperparams_dir=REPO / "benchmarks" / "hyperparams" / "crossq_1024")
+    zoo = resolve_hyperparams(spec, env_id, hyperparams_dir=REPO / "hyperparams")
+    assert zoo["policy_kwargs"]["net_arch"]["qf"] == [2048, 2048]
+    assert campaign.pop("policy_kwargs") == {"net_arch": {"pi": [256, 256], "qf": [1024, 1024]}}
+    zoo.pop("policy_kwargs")
+    assert campaign == zoo
+
+
 def test_plan_runs_checks_budget() -> None:
     configs = plan_runs(["TD3", "DS-TD3"], ["Pendulum-v1"], [0, 1], 1000, 500, 2)
     assert [c.run_id for c in configs] == [
