@@ -7,7 +7,8 @@
 # fast day) takes about 2.5 hours of one core, a TQC run about 30 minutes (17 ms per step): about 18 hours of one
 # core in all. TQC goes first, so that its results (about 3 core-hours) come before the CrossQ ones.
 # CrossQ runs with the library's 1024-1024 critics, not rl-zoo3's tuned 2048-2048 (the harness default on MuJoCo):
-# those cost about 3x more per step here (benchmarks/crossq_critic_width.py), 40+ core-hours for the six runs. See benchmarks/hyperparams/crossq_1024/.
+# those cost about 3x more per step here (benchmarks/crossq_critic_width.py), 40+ core-hours for the six runs.
+# See benchmarks/hyperparams/crossq_1024/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
