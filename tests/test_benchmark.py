@@ -17,7 +17,7 @@ import torch as th
 
 import sb3_dst
 from sb3_dst.benchmark.__main__ import main
-from sb3_dst.benchmark.report import dense_share_by_sparsity, load_runs, summarize_run, write_report
+from sb3_dst.benchmark.report import dense_share_by_sparsity, load_runs, read_labels, summarize_run, write_report
 from sb3_dst.benchmark.runner import describe_plan, plan_runs
 from sb3_dst.benchmark.specs import (
     ALGORITHMS,
@@ -215,6 +215,62 @@ def test_dense_share_plot_needs_two_sparsity_levels(tmp_path: Path) -> None:
     _fake_run(tmp_path, "DS-TD3:sparsity=0.9", 0, [5.0] * 10, flops=20.0, size=100)
     report = write_report(tmp_path).read_text()
     assert "share of dense vs sparsity" not in report and not (tmp_path / "dense_share_Fake-v0.png").exists()
+
+
+def test_labels_name_variants_in_tables_and_plots_and_persist(tmp_path: Path) -> None:
+    rigl = "DS-TD3:sparsity=0.9,growth='gradient'"
+    _fake_run(tmp_path, "TD3", 0, [10.0] * 10, flops=200.0, size=1000)
+    _fake_run(tmp_path, rigl, 0, [6.0] * 10, flops=20.0, size=100)
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.95, growth='gradient'", 0, [4.0] * 10, flops=10.0, size=50)
+    unlabeled = write_report(tmp_path).read_text()
+    assert "| Fake-v0 | DS-TD3 (sparsity=0.9, growth='gradient') | 1 | 6 | 60 % |" in unlabeled
+    # Spacing does not matter; the sparsity=* variant names the method in the dense-share plot.
+    main(["report", "--out", str(tmp_path), "--label", "DS-TD3:sparsity=0.9,growth='gradient'", "RigL 90 %"])
+    main(["report", "--out", str(tmp_path), "--label", "DS-TD3:sparsity=*,growth='gradient'", "RigL"])
+    assert read_labels(tmp_path) == {
+        "DS-TD3 (sparsity=0.9, growth='gradient')": "RigL 90 %",
+        "DS-TD3 (sparsity='*', growth='gradient')": "RigL",
+    }
+    report = write_report(tmp_path).read_text()  # no --label: labels.json is read again
+    assert "| Fake-v0 | RigL 90 % | 1 | 6 | 60 % |" in report
+    assert "| Fake-v0 | RigL 90 % | 20 | 0.10× | 100 | 6.0 | 9 |" in report
+    assert "DS-TD3 (sparsity=0.9, growth='gradient') |" not in report
+    assert f"- RigL 90 % (`{rigl}`): `{{}}`" in report  # the settings say which variant a name stands for
+    assert "| Fake-v0 | DS-TD3 (sparsity=0.95, growth='gradient') | 1 | 4 | 40 % |" in report  # not named
+    runs = load_runs(tmp_path)
+    data = dense_share_by_sparsity(runs, "Fake-v0", sorted({r["algo"] for r in runs}), read_labels(tmp_path))
+    assert list(data) == ["RigL"]
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == {  # run directories keep their names
+        "Fake-v0__DS-TD3__sparsity-0.9__growth-gradient__seed0",
+        "Fake-v0__DS-TD3__sparsity-0.95__growth-gradient__seed0",
+        "Fake-v0__TD3__seed0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        (["DS-TD3:sparsity=0.5", "Half"], "not a variant of this command"),
+        (["DS-TD3:sparsity=*", "Any"], "not a variant of this command"),  # TD3 has no sparsity to vary
+        (["DS-TD3", "  "], "empty name"),
+        (["Bogus-TD3", "X"], "unknown algorithm 'Bogus-TD3'"),
+    ],
+)
+def test_bad_labels_fail_before_anything_is_written(tmp_path: Path, label: list[str], message: str) -> None:
+    args = ["run", "--algos", "TD3", "DS-TD3", "--envs", "Pendulum-v1", "--seeds", "0", "--steps", "1000",
+            "--eval-freq", "500", "--out", str(tmp_path / "out"), "--label", *label]  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        main(args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_name_for_two_variants_is_refused(tmp_path: Path) -> None:
+    _fake_run(tmp_path, "TD3", 0, [10.0] * 10, flops=200.0, size=1000)
+    _fake_run(tmp_path, "DS-TD3", 0, [6.0] * 10, flops=20.0, size=100)
+    main(["report", "--out", str(tmp_path), "--label", "TD3", "Dense"])
+    with pytest.raises(ValueError, match="the name 'Dense' to two variants"):
+        main(["report", "--out", str(tmp_path), "--label", "DS-TD3", "Dense"])
+    assert read_labels(tmp_path) == {"TD3": "Dense"}  # the refused label was not saved
 
 
 # --- End to end -----------------------------------------------------------------------------------------

@@ -56,12 +56,22 @@ def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory (resumable)")
     parser.add_argument("--title", default=None, help="report title")
+    _add_label_option(parser)
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     parser.add_argument(
         "--dry-run",
         action="store_true",
         help="only show what would run: finished runs, runs resuming from a checkpoint, runs starting, time left",
     )
+
+
+def _add_label_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--label", nargs=2, action="append", default=[], metavar=("VARIANT", "NAME"),
+        help="show VARIANT as NAME in the report's tables and plots, e.g. --label 'Pruned-TD3:sparsity=0.9' "
+        "'Pruning 90 %%'; 'sparsity=*' names a method across sparsity levels (dense-share plot). Kept in "
+        "OUT/labels.json for later reports; run directories do not change. Repeatable",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write report.md and the learning-curve PNGs of an output directory")
     report.add_argument("--out", type=Path, required=True)
     report.add_argument("--title", default=None)
+    _add_label_option(report)
     worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     worker.add_argument("run_dir", type=Path)
     worker.add_argument("--parent-pid", type=int, default=None)
@@ -106,19 +117,21 @@ def _record_command(out: Path, argv: Sequence[str]) -> None:
 
 
 def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int:
-    from sb3_dst.benchmark.report import write_report
+    from sb3_dst.benchmark.report import save_labels, write_report
     from sb3_dst.benchmark.runner import check_runs, plan_runs, run_campaign
 
     configs = plan_runs(
         algos, args.envs, args.seeds, args.steps, args.eval_freq, args.eval_episodes,
         args.hyperparams, args.learning_starts, args.net_arch, args.flush_denormal,
     )  # fmt: skip
+    save_labels(args.out, [tuple(pair) for pair in args.label], variants=algos, write=False)
     if args.dry_run:
         from sb3_dst.benchmark.runner import describe_plan
 
         print(describe_plan(configs, args.out))
         return 0
     check_runs(configs)
+    save_labels(args.out, [tuple(pair) for pair in args.label], variants=algos)
     _record_command(args.out, argv)
     try:
         if args.checkpoint_freq < 0:
@@ -141,8 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_worker(args.run_dir, args.parent_pid, args.checkpoint_freq)
     if args.command == "report":
-        from sb3_dst.benchmark.report import write_report
+        from sb3_dst.benchmark.report import run_variants, save_labels, write_report
 
+        save_labels(args.out, [tuple(pair) for pair in args.label], variants=run_variants(args.out))
         path = write_report(args.out, title=args.title)
         print(f"report: {path}" if path else f"no finished runs in {args.out}", file=sys.stderr)
         return 0 if path else 1

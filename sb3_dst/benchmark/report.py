@@ -10,6 +10,11 @@
   the TD3 variants, SAC for the SAC ones, likewise DDPG, TQC and CrossQ) on the same task.
 
 Only finished runs (with ``done.json``) are read.
+
+Display names: by default a variant is named by its text (``DS-TD3 (sparsity=0.95, growth='gradient', ...)``).
+``--label VARIANT NAME`` gives it a short name in tables and plots (``RigL 95 %``), kept in ``labels.json`` of
+the output directory so that later reports use it too; run directories and configs do not change. A variant
+with ``sparsity=*`` names the method in the dense-share plot (every sparsity level of that variant).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import csv
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +35,24 @@ from sb3_dst.metrics import learning_curve_area
 
 __all__ = [
     "FINAL_WINDOW",
+    "LABELS",
     "SUMMARY_COLUMNS",
     "dense_share_by_sparsity",
     "load_runs",
     "plot_dense_share_vs_sparsity",
     "plot_learning_curves",
     "plot_return_vs_flops",
+    "read_labels",
+    "run_variants",
+    "save_labels",
     "summarize_run",
     "write_report",
 ]
 
 #: Evaluations averaged for the final return (the paper: the last 10).
 FINAL_WINDOW = 10
+#: Display names of variants in an output directory: ``{variant text: name}``.
+LABELS = "labels.json"
 SUMMARY_COLUMNS = [
     "run_id",
     "env_id",
@@ -94,6 +105,12 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def run_variants(out: Path) -> list[str]:
+    """The variant of every run directory under ``out/runs``, finished or not."""
+    paths = sorted((Path(out) / "runs").glob(f"*/{CONFIG}"))
+    return sorted({json.loads(path.read_text())["algo"] for path in paths})
+
+
 def load_runs(out: Path) -> list[dict[str, Any]]:
     """Summaries of every finished run under ``out/runs``."""
     runs_dir = Path(out) / "runs"
@@ -133,11 +150,72 @@ def _group(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], Groups
     return envs, algos, groups
 
 
-def _label(algo: str) -> str:
-    return AlgoSpec.parse(algo).label
+def _canonical(variant: str) -> str:
+    """One text per variant, whatever its spacing: the default display name."""
+    return AlgoSpec.parse(variant).label
 
 
-def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str]) -> str:
+def _family_key(variant: str) -> str | None:
+    """The variant with its ``sparsity`` value replaced by ``*`` (canonical), or None without ``sparsity``."""
+    spec = AlgoSpec.parse(variant)
+    if "sparsity" not in dict(spec.overrides):
+        return None
+    return AlgoSpec(spec.base, tuple((k, "*" if k == "sparsity" else v) for k, v in spec.overrides)).label
+
+
+def _saved_labels(out: Path) -> dict[str, str]:
+    """``out/labels.json`` as written: ``{variant text: name}``."""
+    path = Path(out) / LABELS
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def read_labels(out: Path) -> dict[str, str]:
+    """The display names saved in ``out/labels.json``, keyed by canonical variant text (:attr:`AlgoSpec.label`)."""
+    return {_canonical(variant): name for variant, name in _saved_labels(out).items()}
+
+
+def save_labels(
+    out: Path, pairs: Sequence[tuple[str, str]], variants: Sequence[str] | None = None, write: bool = True
+) -> dict[str, str]:
+    """Add ``(variant, name)`` pairs to ``out/labels.json`` (a pair for a variant named before replaces it) and
+    return every label of ``out``.
+
+    ``variants``, when given, are the variants that may be named: each pair's variant must be one of them, or
+    one of them with ``sparsity=*`` (the method across sparsity levels). Raises ``ValueError`` for an unknown
+    variant, an empty name, or one name given to two variants. ``write=False`` only checks."""
+    allowed: set[str] | None = None
+    if variants is not None:
+        allowed = {_canonical(v) for v in variants} | {k for v in variants if (k := _family_key(v)) is not None}
+    saved = {_canonical(variant): (variant, name) for variant, name in _saved_labels(out).items()}
+    for variant, name in pairs:
+        key = _canonical(variant)
+        if allowed is not None and key not in allowed:
+            raise ValueError(
+                f"--label names {variant!r}, which is not a variant of this command (nor one with sparsity=*): "
+                f"{', '.join(sorted(allowed))}"
+            )
+        if not name.strip():
+            raise ValueError(f"--label gives {variant!r} an empty name")
+        saved[key] = (variant, name.strip())
+    owners: dict[str, str] = {}
+    for variant, name in saved.values():
+        if name in owners:
+            raise ValueError(f"--label gives the name {name!r} to two variants: {owners[name]!r} and {variant!r}")
+        owners[name] = variant
+    if pairs and write:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        text = json.dumps(dict(saved.values()), indent=2, ensure_ascii=False)
+        (Path(out) / LABELS).write_text(text + "\n")
+    return {key: name for key, (_, name) in saved.items()}
+
+
+def _label(algo: str, labels: Mapping[str, str] | None = None) -> str:
+    """The display name of a variant: its ``--label`` if it has one, else its text."""
+    key = _canonical(algo)
+    return (labels or {}).get(key, key)
+
+
+def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str], labels: Mapping[str, str]) -> str:
     first = runs[0]["config"]
     seeds = sorted({run["seed"] for run in runs})
     lines = [
@@ -156,7 +234,8 @@ def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str]) -> str:
     ]
     for algo in algos:
         params = next(run["config"].hyperparams for run in runs if run["algo"] == algo)
-        lines.append(f"- {_label(algo)}: `{json.dumps(params, sort_keys=True)}`")
+        named = f" (`{algo}`)" if _canonical(algo) in labels else ""
+        lines.append(f"- {_label(algo, labels)}{named}: `{json.dumps(params, sort_keys=True)}`")
     return "\n".join(lines)
 
 
@@ -181,7 +260,7 @@ def _mean(runs: Sequence[dict], key: str) -> float:
     return float(np.mean([r[key] for r in runs]))
 
 
-def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> str:
+def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
     rows = []
     for env, algo, runs, base in _with_baseline(envs, algos, groups):
         flops = _mean(runs, "flops")
@@ -190,14 +269,14 @@ def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> s
         else:
             ratio = "–"
         rows.append([
-            env, _label(algo), f"{flops:.3g}", ratio, f"{int(_mean(runs, 'network_size')):,}",
+            env, _label(algo, labels), f"{flops:.3g}", ratio, f"{int(_mean(runs, 'network_size')):,}",
             _mean_std([r["final_return"] for r in runs], ".1f"), f"{_mean(runs, 'train_steps_per_second'):.0f}",
         ])  # fmt: skip
     header = ["Environment", "Method", "FLOPs", "FLOPs ratio", "Network size S", "Return R", "steps/s"]
     return _table(header, rows)
 
 
-def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> str:
+def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
     """One row per task and method: seeds, final return and LCA (mean ± std), both as a share of the dense
     baseline's mean (how much of dense performance survives), the training-FLOPs ratio and S."""
 
@@ -208,7 +287,7 @@ def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: Groups) ->
     rows = []
     for env, algo, runs, base in _with_baseline(envs, algos, groups):
         rows.append([
-            env, _label(algo), str(len(runs)),
+            env, _label(algo, labels), str(len(runs)),
             _mean_std([r["final_return"] for r in runs], ".0f"), share(runs, base, "final_return"),
             _mean_std([r["lca"] for r in runs], ".3f"), share(runs, base, "lca"),
             f"{_mean(runs, 'flops') / _mean(base, 'flops'):.2f}×" if base else "–",
@@ -225,7 +304,12 @@ def _env_groups(runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str
 
 
 def plot_learning_curves(
-    runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
+    runs: Sequence[dict[str, Any]],
+    env_id: str,
+    path: Path,
+    algos: Sequence[str],
+    title: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> None:
     """One PNG: mean evaluation return over seeds per algorithm, shaded ± one std."""
     import matplotlib
@@ -241,7 +325,7 @@ def plot_learning_curves(
         x = group[0]["timesteps"][:length]
         curves = np.stack([r["returns"][:length] for r in group])
         mean, std = curves.mean(axis=0), curves.std(axis=0)
-        (line,) = ax.plot(x, mean, label=f"{_label(algo)} (n={len(group)})", linewidth=1.8)
+        (line,) = ax.plot(x, mean, label=f"{_label(algo, labels)} (n={len(group)})", linewidth=1.8)
         if len(group) > 1:
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps")
@@ -258,7 +342,12 @@ def plot_learning_curves(
 
 
 def plot_return_vs_flops(
-    runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
+    runs: Sequence[dict[str, Any]],
+    env_id: str,
+    path: Path,
+    algos: Sequence[str],
+    title: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> bool:
     """One PNG: final return against training FLOPs (log scale), one point per algorithm (mean over seeds, bars ±
     one std, the seeds as small dots), the network size S beside each point: what each method buys with its
@@ -278,7 +367,7 @@ def plot_return_vs_flops(
         x, y = float(flops.mean()), float(returns.mean())
         container = ax.errorbar(
             x, y, yerr=float(returns.std()) if len(group) > 1 else None, fmt="o", markersize=7, capsize=4,
-            label=f"{_label(algo)} (n={len(group)})",
+            label=f"{_label(algo, labels)} (n={len(group)})",
         )  # fmt: skip
         color = container.lines[0].get_color()
         ax.scatter(flops, returns, s=12, color=color, alpha=0.45, linewidths=0)
@@ -297,18 +386,22 @@ def plot_return_vs_flops(
     return True
 
 
-def _sparsity_family(algo: str) -> str | None:
-    """The method of a variant that sets ``sparsity``, as a label with that value left out (``DS-TD3 (sparsity=…,
-    growth='gradient')``); None when the variant does not set ``sparsity``."""
-    spec = AlgoSpec.parse(algo)
-    if "sparsity" not in dict(spec.overrides):
+def _sparsity_family(algo: str, labels: Mapping[str, str] | None = None) -> str | None:
+    """The method of a variant that sets ``sparsity``: the ``--label`` of the variant with ``sparsity=*`` if it has
+    one, else a label with that value left out (``DS-TD3 (sparsity=…, growth='gradient')``); None when the variant
+    does not set ``sparsity``."""
+    key = _family_key(algo)
+    if key is None:
         return None
+    if labels and key in labels:
+        return labels[key]
+    spec = AlgoSpec.parse(algo)
     rest = [f"{k}={v!r}" for k, v in spec.overrides if k != "sparsity"]
     return f"{spec.base} ({', '.join(['sparsity=…', *rest])})"
 
 
 def dense_share_by_sparsity(
-    runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str]
+    runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str], labels: Mapping[str, str] | None = None
 ) -> dict[str, list[dict[str, float]]]:
     """How much of dense performance survives as sparsity grows, on ``env_id``.
 
@@ -319,7 +412,7 @@ def dense_share_by_sparsity(
     sparsity level, and tasks without dense baseline runs, give nothing."""
     points: dict[str, list[dict[str, float]]] = defaultdict(list)
     for _, algo, group, base in _with_baseline([env_id], algos, _group(runs)[2]):
-        name = _sparsity_family(algo)
+        name = _sparsity_family(algo, labels)
         if name is None or not base:
             continue
         dense_r, dense_lca = _mean(base, "final_return"), _mean(base, "lca")
@@ -336,12 +429,17 @@ def dense_share_by_sparsity(
 
 
 def plot_dense_share_vs_sparsity(
-    runs: Sequence[dict[str, Any]], env_id: str, path: Path, algos: Sequence[str], title: str | None = None
+    runs: Sequence[dict[str, Any]],
+    env_id: str,
+    path: Path,
+    algos: Sequence[str],
+    title: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> bool:
     """One PNG, two panels (final return, LCA), each as a share of the dense baseline against sparsity, one line
     per method run at several sparsity levels (:func:`dense_share_by_sparsity`), bars ± one std over seeds.
     Returns False (and writes nothing) when no method on ``env_id`` was run at two sparsity levels or more."""
-    data = dense_share_by_sparsity(runs, env_id, algos)
+    data = dense_share_by_sparsity(runs, env_id, algos, labels)
     if not data:
         return False
     import matplotlib
@@ -375,39 +473,46 @@ def plot_dense_share_vs_sparsity(
 
 def write_report(out: Path, title: str | None = None) -> Path | None:
     """Write ``out/report.md``, ``out/learning_curves_<env>.png``, ``out/return_vs_flops_<env>.png`` and, where a
-    method was run at several sparsity levels, ``out/dense_share_<env>.png``; returns the report path (None if no
-    runs)."""
+    method was run at several sparsity levels, ``out/dense_share_<env>.png``, naming variants by the labels of
+    ``out/labels.json`` (:func:`save_labels`); returns the report path (None if no runs)."""
     out = Path(out)
     runs = load_runs(out)
     if not runs:
         return None
     envs, algos, groups = _group(runs)
+    labels = read_labels(out)
 
     def cell(env: str, algo: str, key: str, fmt: str) -> str:
         return _mean_std([r[key] for r in groups.get((env, algo), [])], fmt)
 
-    header = ["Environment", *[_label(a) for a in algos]]
+    header = ["Environment", *[_label(a, labels) for a in algos]]
     final = _table(header, [[env, *[cell(env, a, "final_return", ".1f") for a in algos]] for env in envs])
     lca = _table(header, [[env, *[cell(env, a, "lca", ".4f") for a in algos]] for env in envs])
     parts = [f"# {title or 'Benchmark results'}", ""]
     commands = out / "commands.txt"
     if commands.exists():
         parts += ["Commands:", "", "```", commands.read_text().strip(), "```", ""]
-    parts += [_settings(runs, algos), ""]
-    parts += ["## Summary", "", _summary_table(envs, algos, groups), ""]
+    parts += [_settings(runs, algos, labels), ""]
+    parts += ["## Summary", "", _summary_table(envs, algos, groups, labels), ""]
     parts += ["## Final return R (Table 2)", "", final, ""]
     parts += ["## Learning curve area, LCA (Eq. 10, Table 1)", "", lca, ""]
-    parts += ["## Costs (Table 3)", "", _costs_table(envs, algos, groups), ""]
+    parts += ["## Costs (Table 3)", "", _costs_table(envs, algos, groups, labels), ""]
     parts += ["## Learning curves", ""]
     for env in envs:
         png = out / f"learning_curves_{env}.png"
-        plot_learning_curves(runs, env, png, algos, title=f"{title}: {env}" if title else None)
+        plot_learning_curves(runs, env, png, algos, title=f"{title}: {env}" if title else None, labels=labels)
         parts.append(f"![{env}]({png.name})")
-    costs = [env for env in envs if plot_return_vs_flops(runs, env, out / f"return_vs_flops_{env}.png", algos)]
+    costs = [
+        env for env in envs if plot_return_vs_flops(runs, env, out / f"return_vs_flops_{env}.png", algos, labels=labels)
+    ]
     if costs:
         parts += ["", "## Final return vs training FLOPs", ""]
         parts += [f"![{env}: return vs FLOPs](return_vs_flops_{env}.png)" for env in costs]
-    shares = [env for env in envs if plot_dense_share_vs_sparsity(runs, env, out / f"dense_share_{env}.png", algos)]
+    shares = [
+        env
+        for env in envs
+        if plot_dense_share_vs_sparsity(runs, env, out / f"dense_share_{env}.png", algos, labels=labels)
+    ]
     if shares:
         parts += ["", "## Share of dense performance vs sparsity", ""]
         parts += [f"![{env}: share of dense vs sparsity](dense_share_{env}.png)" for env in shares]
