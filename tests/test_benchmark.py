@@ -17,7 +17,14 @@ import torch as th
 
 import sb3_dst
 from sb3_dst.benchmark.__main__ import main
-from sb3_dst.benchmark.report import dense_share_by_sparsity, load_runs, read_labels, summarize_run, write_report
+from sb3_dst.benchmark.report import (
+    dense_counterpart,
+    dense_share_by_sparsity,
+    load_runs,
+    read_labels,
+    summarize_run,
+    write_report,
+)
 from sb3_dst.benchmark.runner import describe_plan, plan_runs
 from sb3_dst.benchmark.specs import (
     ALGORITHMS,
@@ -271,6 +278,29 @@ def test_one_name_for_two_variants_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="the name 'Dense' to two variants"):
         main(["report", "--out", str(tmp_path), "--label", "DS-TD3", "Dense"])
     assert read_labels(tmp_path) == {"TD3": "Dense"}  # the refused label was not saved
+
+
+def test_a_variant_with_shared_overrides_is_compared_with_the_dense_run_that_has_them(tmp_path: Path) -> None:
+    _fake_run(tmp_path, "TD3", 0, [10.0] * 10, flops=200.0, size=1000)
+    _fake_run(tmp_path, "TD3:learning_rate=0.0003", 0, [20.0] * 10, flops=200.0, size=1000)
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.9,learning_rate=0.0003", 0, [15.0] * 10, flops=20.0, size=100)
+    _fake_run(tmp_path, "DS-TD3:sparsity=0.9", 0, [6.0] * 10, flops=20.0, size=100)  # DST keywords only: plain TD3
+    _fake_run(tmp_path, "DS-TD3:batch_size=64", 0, [5.0] * 10, flops=50.0, size=500)  # no TD3 with batch_size=64
+    _fake_run(tmp_path, "DS-TD3:tau=0.005", 0, [8.0] * 10, flops=50.0, size=500)  # plain TD3 has it: no note
+    config_path = tmp_path / "runs" / "Fake-v0__TD3__seed0" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "hyperparams": {"tau": 0.005, "batch_size": 256}}))
+    assert dense_counterpart("DS-TD3:sparsity=0.9,learning_rate=0.0003") == "TD3 (learning_rate=0.0003)"
+    assert dense_counterpart("Pruned-SAC:pruning_end=0.5,sparsity=0.9,target_pruning='online_mask'") == "SAC"
+    report = write_report(tmp_path).read_text()
+    # 15 is 75 % of the dense run with the same learning rate (20), not 150 % of plain TD3's 10
+    assert "| Fake-v0 | DS-TD3 (sparsity=0.9, learning_rate=0.0003) | 1 | 15 | 75 % |" in report
+    assert "| Fake-v0 | DS-TD3 (sparsity=0.9) | 1 | 6 | 60 % |" in report
+    assert "| Fake-v0 | DS-TD3 (batch_size=64) | 1 | 5 | 50 % |" in report  # falls back to plain TD3, and says so
+    assert "DS-TD3 (batch_size=64) on Fake-v0 against TD3 (TD3 (batch_size=64) was not run)" in report
+    assert "DS-TD3 (sparsity=0.9, learning_rate=0.0003) on Fake-v0 against TD3 (learning_rate=0.0003)." in report
+    assert "| Fake-v0 | TD3 (learning_rate=0.0003) | 1 | 20 | 100 % |" in report  # a dense variant is its own baseline
+    assert "| Fake-v0 | DS-TD3 (tau=0.005) | 1 | 8 | 80 % |" in report and "DS-TD3 (tau=0.005) on" not in report
 
 
 # --- End to end -----------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@
   when evaluations are every 5000 steps, whatever Δ.
 - Costs (Table 3): network size S (Eq. 9) and the training FLOPs executed by the run
   (:func:`sb3_dst.metrics.training_flops`), with their ratio to the dense algorithm of the same family (TD3 for
-  the TD3 variants, SAC for the SAC ones, likewise DDPG, TQC and CrossQ) on the same task.
+  the TD3 variants, SAC for the SAC ones, likewise DDPG, TQC and CrossQ) on the same task. A variant with
+  overrides that are not DST keywords (``DS-TD3:sparsity=0.9,learning_rate=0.0003``) is compared with the dense
+  run that has the same ones (``TD3:learning_rate=0.0003``) where there is one (:func:`dense_counterpart`); the
+  report says when it had to fall back to the plain dense algorithm.
 
 Only finished runs (with ``done.json``) are read.
 
@@ -31,12 +34,15 @@ import numpy as np
 
 from sb3_dst.benchmark.specs import ALGORITHMS, DENSE_BASELINE, AlgoSpec, RunConfig, family
 from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS
+from sb3_dst.common.dst import EVOLUTION_KEYS, PRUNING_KEYS, TOPOLOGY_KEYS
 from sb3_dst.metrics import learning_curve_area
 
 __all__ = [
+    "DST_KEYWORDS",
     "FINAL_WINDOW",
     "LABELS",
     "SUMMARY_COLUMNS",
+    "dense_counterpart",
     "dense_share_by_sparsity",
     "load_runs",
     "plot_dense_share_vs_sparsity",
@@ -248,12 +254,65 @@ def _denormal_line(runs: Sequence[dict[str, Any]]) -> str:
     return f"- Denormal floats were flushed to zero in {flushed} of {len(runs)} runs: their steps/s are not comparable."
 
 
+#: Keywords that make a variant sparse; the others (learning rate, network width, ...) are shared with its dense
+#: baseline.
+DST_KEYWORDS = frozenset({*TOPOLOGY_KEYS, *EVOLUTION_KEYS, *PRUNING_KEYS, "target_pruning"})
+
+
+def dense_counterpart(algo: str) -> str:
+    """The dense algorithm of a variant's family with the variant's other overrides, those that are not DST
+    keywords (:data:`DST_KEYWORDS`): ``DS-TD3:sparsity=0.9,learning_rate=0.0003`` -> ``TD3 (learning_rate=0.0003)``
+    (canonical text)."""
+    spec = AlgoSpec.parse(algo)
+    shared = tuple((key, value) for key, value in spec.overrides if key not in DST_KEYWORDS)
+    return AlgoSpec(DENSE_BASELINE[family(algo)], shared).label
+
+
+def _baseline_of(env: str, algo: str, groups: Groups) -> tuple[str | None, list, bool]:
+    """The dense baseline of ``algo`` on ``env``: ``(its variant, its runs, whether it is the dense counterpart)``.
+
+    The counterpart (:func:`dense_counterpart`) if it was run; else the family's plain dense algorithm, which is
+    the counterpart too when its hyperparameters already have the overridden values (``SAC`` for
+    ``DS-SAC:tau=0.005``); else ``(None, [], False)``."""
+    counterpart = dense_counterpart(algo)
+    for (group_env, group_algo), runs in groups.items():
+        if group_env == env and _canonical(group_algo) == counterpart:
+            return group_algo, runs, True
+    plain = DENSE_BASELINE[family(algo)]
+    if not (runs := groups.get((env, plain), [])):
+        return None, [], False
+    shared = [(k, v) for k, v in AlgoSpec.parse(algo).overrides if k not in DST_KEYWORDS]
+    params = runs[0]["config"].hyperparams
+    return plain, runs, all(k in params and params[k] == v for k, v in shared)
+
+
 def _with_baseline(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> Iterator[tuple[str, str, list, list]]:
-    """(env, algo, its runs, the runs of its family's dense baseline on that env, or []) for each group with runs."""
+    """(env, algo, its runs, the runs of its dense baseline on that env (:func:`_baseline_of`), or []) for each
+    group with runs."""
     for env in envs:
         for algo in algos:
             if runs := groups.get((env, algo)):
-                yield env, algo, runs, groups.get((env, DENSE_BASELINE[family(algo)]), [])
+                yield env, algo, runs, _baseline_of(env, algo, groups)[1]
+
+
+def _baseline_line(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
+    """Which dense runs the shares and ratios compare against, for methods with non-DST overrides ("" if none)."""
+    notes = []
+    for env, algo, _, _ in _with_baseline(envs, algos, groups):
+        counterpart = dense_counterpart(algo)
+        if counterpart == DENSE_BASELINE[family(algo)] or counterpart == _canonical(algo):
+            continue  # only DST overrides, or a dense variant (its own baseline)
+        base, _, exact = _baseline_of(env, algo, groups)
+        if base is None or (exact and _canonical(base) != counterpart):
+            continue  # no baseline, or the plain dense algorithm already has the overridden values
+        missing = "" if exact else f" ({counterpart} was not run)"
+        notes.append(f"{_label(algo, labels)} on {env} against {_label(base, labels)}{missing}")
+    if not notes:
+        return ""
+    return (
+        "Dense baseline of a method with non-DST overrides: the dense algorithm with the same non-DST overrides "
+        "where it was run, else the plain dense algorithm. Here: " + "; ".join(notes) + "."
+    )
 
 
 def _mean(runs: Sequence[dict], key: str) -> float:
@@ -492,7 +551,8 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
     commands = out / "commands.txt"
     if commands.exists():
         parts += ["Commands:", "", "```", commands.read_text().strip(), "```", ""]
-    parts += [_settings(runs, algos, labels), ""]
+    baseline_line = _baseline_line(envs, algos, groups, labels)
+    parts += [_settings(runs, algos, labels), "", *([baseline_line, ""] if baseline_line else [])]
     parts += ["## Summary", "", _summary_table(envs, algos, groups, labels), ""]
     parts += ["## Final return R (Table 2)", "", final, ""]
     parts += ["## Learning curve area, LCA (Eq. 10, Table 1)", "", lca, ""]
