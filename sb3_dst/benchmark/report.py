@@ -145,6 +145,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 Groups = dict[tuple[str, str], list[dict]]
+#: A run's summary (:func:`summarize_run`).
+Run = dict[str, Any]
+#: Display names of variants (:func:`read_labels`), or None for their texts.
+Labels = Mapping[str, str] | None
 
 
 def _group(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[str], Groups]:
@@ -363,12 +367,7 @@ def _env_groups(runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str
 
 
 def plot_learning_curves(
-    runs: Sequence[dict[str, Any]],
-    env_id: str,
-    path: Path,
-    algos: Sequence[str],
-    title: str | None = None,
-    labels: Mapping[str, str] | None = None,
+    runs: Sequence[Run], env_id: str, path: Path, algos: Sequence[str], title: str | None = None, labels: Labels = None
 ) -> None:
     """One PNG: mean evaluation return over seeds per algorithm, shaded ± one std."""
     import matplotlib
@@ -401,12 +400,7 @@ def plot_learning_curves(
 
 
 def plot_return_vs_flops(
-    runs: Sequence[dict[str, Any]],
-    env_id: str,
-    path: Path,
-    algos: Sequence[str],
-    title: str | None = None,
-    labels: Mapping[str, str] | None = None,
+    runs: Sequence[Run], env_id: str, path: Path, algos: Sequence[str], title: str | None = None, labels: Labels = None
 ) -> bool:
     """One PNG: final return against training FLOPs (log scale), one point per algorithm (mean over seeds, bars ±
     one std, the seeds as small dots), the network size S beside each point: what each method buys with its
@@ -488,12 +482,7 @@ def dense_share_by_sparsity(
 
 
 def plot_dense_share_vs_sparsity(
-    runs: Sequence[dict[str, Any]],
-    env_id: str,
-    path: Path,
-    algos: Sequence[str],
-    title: str | None = None,
-    labels: Mapping[str, str] | None = None,
+    runs: Sequence[Run], env_id: str, path: Path, algos: Sequence[str], title: str | None = None, labels: Labels = None
 ) -> bool:
     """One PNG, two panels (final return, LCA), each as a share of the dense baseline against sparsity, one line
     per method run at several sparsity levels (:func:`dense_share_by_sparsity`), bars ± one std over seeds.
