@@ -201,7 +201,7 @@ def save_labels(
         key = _canonical(variant)
         if allowed is not None and key not in allowed:
             raise ValueError(
-                f"--label names {variant!r}, which is not a variant of this command (nor one with sparsity=*): "
+                f"--label names {variant!r}, which is not one of the variants here (nor one of them with sparsity=*): "
                 f"{', '.join(sorted(allowed))}"
             )
         if not name.strip():
