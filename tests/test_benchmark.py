@@ -258,7 +258,7 @@ def test_labels_name_variants_in_tables_and_plots_and_persist(tmp_path: Path) ->
     ("label", "message"),
     [
         (["DS-TD3:sparsity=0.5", "Half"], "not one of the variants here"),
-        (["DS-TD3:sparsity=*", "Any"], "not one of the variants here"),  # TD3 has no sparsity to vary
+        (["DS-TD3:sparsity=*", "Any"], "not one of the variants here"),  # no variant here sets sparsity
         (["DS-TD3", "  "], "empty name"),
         (["Bogus-TD3", "X"], "unknown algorithm 'Bogus-TD3'"),
     ],
