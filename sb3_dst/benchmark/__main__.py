@@ -124,14 +124,15 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
         algos, args.envs, args.seeds, args.steps, args.eval_freq, args.eval_episodes,
         args.hyperparams, args.learning_starts, args.net_arch, args.flush_denormal,
     )  # fmt: skip
-    save_labels(args.out, [tuple(pair) for pair in args.label], variants=algos, write=False)
+    labels = [(variant, name) for variant, name in args.label]
+    save_labels(args.out, labels, variants=algos, write=False)  # bad names fail before anything runs or is written
     if args.dry_run:
         from sb3_dst.benchmark.runner import describe_plan
 
         print(describe_plan(configs, args.out))
         return 0
     check_runs(configs)
-    save_labels(args.out, [tuple(pair) for pair in args.label], variants=algos)
+    save_labels(args.out, labels, variants=algos)
     _record_command(args.out, argv)
     try:
         if args.checkpoint_freq < 0:
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         from sb3_dst.benchmark.report import run_variants, save_labels, write_report
 
-        save_labels(args.out, [tuple(pair) for pair in args.label], variants=run_variants(args.out))
+        save_labels(args.out, [(variant, name) for variant, name in args.label], variants=run_variants(args.out))
         path = write_report(args.out, title=args.title)
         print(f"report: {path}" if path else f"no finished runs in {args.out}", file=sys.stderr)
         return 0 if path else 1

@@ -219,7 +219,7 @@ def save_labels(
     return {key: name for key, (_, name) in saved.items()}
 
 
-def _label(algo: str, labels: Mapping[str, str] | None = None) -> str:
+def _label(algo: str, labels: Labels = None) -> str:
     """The display name of a variant: its ``--label`` if it has one, else its text."""
     key = _canonical(algo)
     return (labels or {}).get(key, key)
@@ -267,9 +267,12 @@ def dense_counterpart(algo: str) -> str:
     """The dense algorithm of a variant's family with the variant's other overrides, those that are not DST
     keywords (:data:`DST_KEYWORDS`): ``DS-TD3:sparsity=0.9,learning_rate=0.0003`` -> ``TD3 (learning_rate=0.0003)``
     (canonical text)."""
-    spec = AlgoSpec.parse(algo)
-    shared = tuple((key, value) for key, value in spec.overrides if key not in DST_KEYWORDS)
-    return AlgoSpec(DENSE_BASELINE[family(algo)], shared).label
+    return AlgoSpec(DENSE_BASELINE[family(algo)], _shared_overrides(algo)).label
+
+
+def _shared_overrides(algo: str) -> tuple[tuple[str, Any], ...]:
+    """The overrides of a variant that are not DST keywords."""
+    return tuple((key, value) for key, value in AlgoSpec.parse(algo).overrides if key not in DST_KEYWORDS)
 
 
 def _baseline_of(env: str, algo: str, groups: Groups) -> tuple[str | None, list, bool]:
@@ -285,9 +288,8 @@ def _baseline_of(env: str, algo: str, groups: Groups) -> tuple[str | None, list,
     plain = DENSE_BASELINE[family(algo)]
     if not (runs := groups.get((env, plain), [])):
         return None, [], False
-    shared = [(k, v) for k, v in AlgoSpec.parse(algo).overrides if k not in DST_KEYWORDS]
     params = runs[0]["config"].hyperparams
-    return plain, runs, all(k in params and params[k] == v for k, v in shared)
+    return plain, runs, all(k in params and params[k] == v for k, v in _shared_overrides(algo))
 
 
 def _with_baseline(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> Iterator[tuple[str, str, list, list]]:
@@ -302,7 +304,7 @@ def _with_baseline(envs: Sequence[str], algos: Sequence[str], groups: Groups) ->
 def _baseline_line(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
     """Which dense runs the shares and ratios compare against, for methods with non-DST overrides ("" if none)."""
     notes = []
-    for env, algo, _, _ in _with_baseline(envs, algos, groups):
+    for env, algo in ((env, algo) for env in envs for algo in algos if groups.get((env, algo))):
         counterpart = dense_counterpart(algo)
         if counterpart == DENSE_BASELINE[family(algo)] or counterpart == _canonical(algo):
             continue  # only DST overrides, or a dense variant (its own baseline)
@@ -439,7 +441,7 @@ def plot_return_vs_flops(
     return True
 
 
-def _sparsity_family(algo: str, labels: Mapping[str, str] | None = None) -> str | None:
+def _sparsity_family(algo: str, labels: Labels = None) -> str | None:
     """The method of a variant that sets ``sparsity``: the ``--label`` of the variant with ``sparsity=*`` if it has
     one, else a label with that value left out (``DS-TD3 (sparsity=…, growth='gradient')``); None when the variant
     does not set ``sparsity``."""
@@ -454,7 +456,7 @@ def _sparsity_family(algo: str, labels: Mapping[str, str] | None = None) -> str 
 
 
 def dense_share_by_sparsity(
-    runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str], labels: Mapping[str, str] | None = None
+    runs: Sequence[Run], env_id: str, algos: Sequence[str], labels: Labels = None
 ) -> dict[str, list[dict[str, float]]]:
     """How much of dense performance survives as sparsity grows, on ``env_id``.
 
