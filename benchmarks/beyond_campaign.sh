@@ -2,9 +2,9 @@
 # The "beyond the paper" campaign (issue #11), resumable: each command skips the runs already finished in its
 # output directory, so re-running this script after an interruption continues where it stopped.
 #   bash benchmarks/beyond_campaign.sh            (from the repository root, in the project's venv)
-# Steps 1 (30 runs) and 2 (12 runs, with its control) are done; step 3 has 2 of its 24 runs left (Walker2d pruning
-# at 95% and 98%, seed 2), about 45 minutes of both cores (a 200k-step TD3 run takes 15-50 minutes of one core,
-# depending on the machine). Runs write a checkpoint every 10000 steps and resume from it exactly.
+# All three steps are done (30 + 12 + 24 runs): running it again only rewrites the reports. From scratch it takes
+# about 7-20 hours of both cores (a 200k-step TD3 run takes 15-50 minutes of one core, depending on the machine).
+# Runs write a checkpoint every 10000 steps and resume from it exactly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
