@@ -3,7 +3,7 @@
 # output directory, so re-running this script after an interruption continues where it stopped.
 #   bash benchmarks/beyond_campaign.sh            (from the repository root, in the project's venv)
 # All three steps are done (30 + 12 + 24 runs): running it again only rewrites the reports. From scratch it takes
-# about 7-20 hours of both cores (a 200k-step TD3 run takes 15-50 minutes of one core, depending on the machine).
+# roughly 8-25 hours of both cores (a 200k-step TD3 run takes 15-50 minutes of one core, depending on the machine).
 # Runs write a checkpoint every 10000 steps and resume from it exactly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
