@@ -292,19 +292,25 @@ def _baseline_of(env: str, algo: str, groups: Groups) -> tuple[str | None, list,
     return plain, runs, all(k in params and params[k] == v for k, v in _shared_overrides(algo))
 
 
-def _with_baseline(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> Iterator[tuple[str, str, list, list]]:
-    """(env, algo, its runs, the runs of its dense baseline on that env (:func:`_baseline_of`), or []) for each
-    group with runs."""
+def _run_groups(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> Iterator[tuple[str, str, list]]:
+    """(env, algo, its runs) for each group with runs, in table order (env, then algo)."""
     for env in envs:
         for algo in algos:
             if runs := groups.get((env, algo)):
-                yield env, algo, runs, _baseline_of(env, algo, groups)[1]
+                yield env, algo, runs
+
+
+def _with_baseline(envs: Sequence[str], algos: Sequence[str], groups: Groups) -> Iterator[tuple[str, str, list, list]]:
+    """(env, algo, its runs, the runs of its dense baseline on that env (:func:`_baseline_of`), or []) for each
+    group with runs."""
+    for env, algo, runs in _run_groups(envs, algos, groups):
+        yield env, algo, runs, _baseline_of(env, algo, groups)[1]
 
 
 def _baseline_line(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
     """Which dense runs the shares and ratios compare against, for methods with non-DST overrides ("" if none)."""
     notes = []
-    for env, algo in ((env, algo) for env in envs for algo in algos if groups.get((env, algo))):
+    for env, algo, _ in _run_groups(envs, algos, groups):
         counterpart = dense_counterpart(algo)
         if counterpart == DENSE_BASELINE[family(algo)] or counterpart == _canonical(algo):
             continue  # only DST overrides, or a dense variant (its own baseline)
