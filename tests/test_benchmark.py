@@ -280,6 +280,16 @@ def test_one_name_for_two_variants_is_refused(tmp_path: Path) -> None:
     assert read_labels(tmp_path) == {"TD3": "Dense"}  # the refused label was not saved
 
 
+@pytest.mark.parametrize("text", ["{broken", '["TD3", "Dense"]', '{"TD3": 1}'])
+def test_a_corrupt_labels_file_is_named_and_nothing_is_overwritten(tmp_path: Path, text: str) -> None:
+    _fake_run(tmp_path, "TD3", 0, [10.0] * 10, flops=200.0, size=1000)
+    (tmp_path / "labels.json").write_text(text)
+    with pytest.raises(ValueError, match=r"labels\.json (is not valid JSON|must map variant texts to names)"):
+        main(["report", "--out", str(tmp_path), "--label", "TD3", "Dense"])
+    assert (tmp_path / "labels.json").read_text() == text
+    assert not (tmp_path / "report.md").exists()
+
+
 def test_a_variant_with_shared_overrides_is_compared_with_the_dense_run_that_has_them(tmp_path: Path) -> None:
     _fake_run(tmp_path, "TD3", 0, [10.0] * 10, flops=200.0, size=1000)
     _fake_run(tmp_path, "TD3:learning_rate=0.0003", 0, [20.0] * 10, flops=200.0, size=1000)

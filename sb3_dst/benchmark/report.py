@@ -174,9 +174,18 @@ def _family_key(variant: str) -> str | None:
 
 
 def _saved_labels(out: Path) -> dict[str, str]:
-    """``out/labels.json`` as written: ``{variant text: name}``."""
+    """``out/labels.json`` as written: ``{variant text: name}``; ``ValueError`` naming the file if it is not that."""
     path = Path(out) / LABELS
-    return dict(json.loads(path.read_text())) if path.exists() else {}
+    if not path.exists():
+        return {}
+    remedy = "fix or delete it (it holds display names only, no run is lost)"
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); {remedy}") from error
+    if not isinstance(saved, dict) or not all(isinstance(v, str) for v in saved.values()):
+        raise ValueError(f"{path} must map variant texts to names; {remedy}")
+    return saved
 
 
 def read_labels(out: Path) -> dict[str, str]:
