@@ -290,6 +290,23 @@ def test_a_corrupt_labels_file_is_named_and_nothing_is_overwritten(tmp_path: Pat
     assert not (tmp_path / "report.md").exists()
 
 
+def test_an_interrupted_labels_write_keeps_the_old_names_whole(tmp_path: Path, monkeypatch) -> None:
+    _fake_run(tmp_path, "TD3", 0, [10.0] * 10, flops=200.0, size=1000)
+    main(["report", "--out", str(tmp_path), "--label", "TD3", "Dense"])
+    before = (tmp_path / "labels.json").read_text()
+
+    def interrupted(fd: int) -> None:  # the new names are partly written when the process is stopped
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["report", "--out", str(tmp_path), "--label", "TD3", "Dense TD3 with a much longer name"])
+    assert (tmp_path / "labels.json").read_text() == before
+    monkeypatch.undo()
+    main(["report", "--out", str(tmp_path), "--label", "TD3", "Dense TD3 with a much longer name"])
+    assert read_labels(tmp_path) == {"TD3": "Dense TD3 with a much longer name"}
+
+
 def test_a_variant_with_shared_overrides_is_compared_with_the_dense_run_that_has_them(tmp_path: Path) -> None:
     _fake_run(tmp_path, "TD3", 0, [10.0] * 10, flops=200.0, size=1000)
     _fake_run(tmp_path, "TD3:learning_rate=0.0003", 0, [20.0] * 10, flops=200.0, size=1000)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from sb3_dst.benchmark.specs import ALGORITHMS, DENSE_BASELINE, AlgoSpec, RunConfig, family
-from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS
+from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS, write_text_atomic
 from sb3_dst.common.dst import EVOLUTION_KEYS, PRUNING_KEYS, TOPOLOGY_KEYS
 from sb3_dst.metrics import learning_curve_area
 
@@ -224,7 +224,7 @@ def save_labels(
     if pairs and write:
         Path(out).mkdir(parents=True, exist_ok=True)
         text = json.dumps(dict(saved.values()), indent=2, ensure_ascii=False)
-        (Path(out) / LABELS).write_text(text + "\n")
+        write_text_atomic(Path(out) / LABELS, text + "\n")  # an interrupted write keeps the old names whole
     return {key: name for key, (_, name) in saved.items()}
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import sb3_dst
 from sb3_dst.benchmark.specs import ALGORITHMS, RunConfig
 
-__all__ = ["EVAL_COLUMNS", "build_model", "run_worker", "write_json_atomic"]
+__all__ = ["EVAL_COLUMNS", "build_model", "run_worker", "write_json_atomic", "write_text_atomic"]
 
 EVAL_COLUMNS = [
     "timesteps",
@@ -56,14 +56,20 @@ def _previous_attempts(run_dir: Path) -> list[int]:
         return []
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so a reader never sees a half-written file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader, or an interruption, never leaves a half-written file: the old
+    file stays whole until the new one is complete on disk."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as file:
-        json.dump(data, file, indent=2, sort_keys=True)
+    with open(tmp, "w", encoding="utf-8") as file:
+        file.write(text)
         file.flush()
         os.fsync(file.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON (keys sorted) to ``path`` with :func:`write_text_atomic`."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def algorithm_class(name: str) -> type:
