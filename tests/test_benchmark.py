@@ -389,9 +389,15 @@ def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
     flops = [float(r["flops"]) for r in rows] + [done["flops"]]
     assert flops == sorted(flops) and flops[0] > 0
 
-    # 3. A third call has nothing to do; the report and the curves are there.
+    # 3. A third call has nothing to do, and is not added to the commands that produced the results (the killed
+    #    call and the resume are); the report and the curves are there.
+    def recorded_commands() -> list[str]:
+        return [line for line in (out / "commands.txt").read_text().splitlines() if line.startswith("python -m")]
+
+    assert len(recorded_commands()) == 2
     assert main([*ARGS, "--out", str(out)]) == 0
     assert len(_rows(out / "runs.csv")) == 2
+    assert len(recorded_commands()) == 2
     report = (out / "report.md").read_text()
     assert "| Pendulum-v1 | DS-TD3 |" in report and "--steps 1000" in report
     assert (out / "learning_curves_Pendulum-v1.png").stat().st_size > 10_000
@@ -401,6 +407,7 @@ def test_end_to_end_kill_and_resume(tmp_path: Path) -> None:
     # 4. Asking for another configuration of an existing run is refused.
     with pytest.raises(ValueError, match="another configuration"):
         main([*[a if a != "250" else "500" for a in ARGS], "--out", str(out)])
+    assert len(recorded_commands()) == 2
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 Run ``python -m sb3_dst.benchmark --help``. Subcommands:
 
 - ``run``: algorithms × environments × seeds, each run in its own single-threaded process, ``--jobs`` at a time,
-  evaluations appended to CSV as they come, resumable (finished runs are skipped, interrupted ones restart).
+  evaluations appended to CSV as they come, resumable (finished runs are skipped, interrupted ones resume from
+  their last checkpoint, ``--checkpoint-freq``). A call that starts a run appends its exact command to
+  ``OUT/commands.txt``.
 - ``ablation interval|sparsity``: DS-TD3 with e ∈ {200, 500, 1000, 2000}, or sparsity ∈ {0.25, 0.5, 0.8}, next
   to dense TD3 (the paper's Figures 3 and 4).
 - ``report``: Markdown tables (final return, LCA, network size, FLOPs ratio) and learning-curve PNGs.

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _record_command(out: Path, argv: Sequence[str]) -> None:
-    """Append the exact command, date and git commit to ``out/commands.txt``."""
+    """Append the exact command, date and git commit to ``out/commands.txt`` (called only when a run starts)."""
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -118,7 +118,7 @@ def _record_command(out: Path, argv: Sequence[str]) -> None:
 
 def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int:
     from sb3_dst.benchmark.report import save_labels, write_report
-    from sb3_dst.benchmark.runner import check_runs, plan_runs, run_campaign
+    from sb3_dst.benchmark.runner import check_runs, plan_runs, run_campaign, unfinished_runs
 
     configs = plan_runs(
         algos, args.envs, args.seeds, args.steps, args.eval_freq, args.eval_episodes,
@@ -133,7 +133,8 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
         return 0
     check_runs(configs)
     save_labels(args.out, labels, variants=algos)
-    _record_command(args.out, argv)
+    if unfinished_runs(configs, args.out):  # a call that runs nothing, or is refused, adds nothing to the history
+        _record_command(args.out, argv)
     try:
         if args.checkpoint_freq < 0:
             raise ValueError(f"--checkpoint-freq must be >= 0, got {args.checkpoint_freq}")

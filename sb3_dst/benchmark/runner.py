@@ -30,7 +30,16 @@ from sb3_dst.benchmark.checkpoint import latest_checkpoint
 from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, family, resolve_hyperparams
 from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, write_json_atomic
 
-__all__ = ["RUNS_CSV", "RUNS_DIR", "check_runs", "describe_plan", "plan_runs", "run_campaign", "run_dir_of"]
+__all__ = [
+    "RUNS_CSV",
+    "RUNS_DIR",
+    "check_runs",
+    "describe_plan",
+    "plan_runs",
+    "run_campaign",
+    "run_dir_of",
+    "unfinished_runs",
+]
 
 RUNS_DIR = "runs"
 RUNS_CSV = "runs.csv"
@@ -121,6 +130,12 @@ def _is_finished(out: Path, config: RunConfig) -> bool:
             "use another --out directory or delete that run"
         )
     return (run_dir / DONE).exists()
+
+
+def unfinished_runs(configs: Sequence[RunConfig], out: Path) -> list[RunConfig]:
+    """The runs of ``configs`` that are not finished in ``out``, in order. Raises ``ValueError`` if ``out`` holds
+    one of them with another configuration."""
+    return [config for config in configs if not _is_finished(Path(out), config)]
 
 
 def _summary_rows_present(out: Path) -> set[str]:
@@ -316,12 +331,12 @@ def run_campaign(
     """
     out = Path(out)
     lock = _lock(out)
-    finished = [c for c in configs if _is_finished(out, c)]
+    pending = unfinished_runs(configs, out)
+    finished = [c for c in configs if c not in pending]
     recorded = _summary_rows_present(out)
     for config in finished:  # finished while the scheduler was being killed: record it now
         if config.run_id not in recorded:
             _append_summary(out, config)
-    pending = [c for c in configs if c not in finished]
     display = _Display(len(configs), len(finished))
     display.log(f"{len(configs)} runs in {out}: {len(finished)} finished (skipped), {len(pending)} to run")
     for config in finished:
