@@ -24,6 +24,7 @@ from sb3_dst import (
     StaticTQC,
 )
 from sb3_dst.benchmark.specs import DENSE_BASELINE, family
+from sb3_dst.common.dst import UnknownKeywordError
 from sb3_dst.common.masking import MASK_NAME, sparse_linears
 from sb3_dst.metrics import flops_breakdown, network_size, training_flops
 
@@ -165,7 +166,9 @@ def test_absent_weights_are_zero_at_steps_that_are_not_evolutions(algo, small_kw
         assert all(not th.equal(x.weight, w) for x, w in zip(sparse_linears(net), before[name], strict=True)), name
 
 
-@pytest.mark.parametrize("algo", [DSTQC, StaticTQC, PrunedTQC, DSDDPG])
+# Not the Static variants: with a fixed topology, Polyak averaging alone keeps the targets' zeros, so the check
+# could not fail without Algorithm 3. The dynamic and pruned topologies change, and only Algorithm 3 follows them.
+@pytest.mark.parametrize("algo", [DSTQC, PrunedTQC, DSDDPG, PrunedDDPG])
 def test_targets_hold_exactly_k_after_every_polyak_update(algo, small_kwargs, monkeypatch):
     model = algo("MlpPolicy", "Pendulum-v1", seed=4, **topology_kwargs(algo), **small_kwargs)
     updates = []
@@ -489,8 +492,21 @@ def test_crossq_refuses_target_pruning_it_has_no_targets_for(small_kwargs):
         StaticCrossQ("MlpPolicy", "Pendulum-v1", target_pruning="online_mask", **small_kwargs)
 
 
+@pytest.mark.parametrize("algo", ALL)
+def test_each_is_its_dense_algorithm_and_a_typo_names_it(algo, small_kwargs):
+    base = {"TQC": TQC, "CrossQ": CrossQ, "DDPG": DDPG}[kind(algo)]
+    assert issubclass(algo, base)
+    owner = "SB3" if base is DDPG else "sb3-contrib"
+    typo = rf"^{algo.__name__} got an unexpected keyword argument 'learning_rat' \(did you mean 'learning_rate'"
+    where = rf"every other keyword goes to {owner}'s {base.__name__}\.$"
+    with pytest.raises(UnknownKeywordError, match=rf"{typo}.*{where}"):
+        algo("MlpPolicy", "Pendulum-v1", learning_rat=1e-3, **small_kwargs)
+
+
 def test_ddpg_takes_ddpgs_arguments_not_td3s(small_kwargs):
-    with pytest.raises(TypeError):
+    with pytest.raises(UnknownKeywordError, match=r"'policy_delay'.* goes to SB3's DDPG"):
         DSDDPG("MlpPolicy", "Pendulum-v1", policy_delay=2, **small_kwargs)
+    model = DSDDPG("MlpPolicy", "Pendulum-v1", **small_kwargs)  # DDPG's settings of its TD3
+    assert (model.policy_delay, model.target_noise_clip, model.critic.n_critics) == (1, 0.0, 1)
     small_kwargs["policy_kwargs"]["n_critics"] = 2  # as DDPG, an explicit n_critics is kept
     assert DSDDPG("MlpPolicy", "Pendulum-v1", **small_kwargs).critic.n_critics == 2

@@ -94,10 +94,12 @@ def unknown_keyword_message(cls: type, key: str, sb3_keywords: frozenset[str] | 
     candidates = sorted({*dst_keys, *other_dst, *sb3_keywords} - {"policy", "env", "_init_setup_model"})
     close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.75)
     suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-    base = next((c.__name__ for c in cls.__mro__ if c.__module__.startswith("stable_baselines3.")), "SB3")
+    mro = cls.__mro__
+    base = mro[mro.index(DSTMixin) + 1]  # the algorithm whose constructor takes every other keyword
+    owner = "sb3-contrib" if base.__module__.startswith("sb3_contrib") else "SB3"
     return (
         f"{cls.__name__} got an unexpected keyword argument {key!r}{suggestion}. Its DST keywords are "
-        f"{', '.join(dst_keys)}; every other keyword goes to SB3's {base}."
+        f"{', '.join(dst_keys)}; every other keyword goes to {owner}'s {base.__name__}."
     )
 
 

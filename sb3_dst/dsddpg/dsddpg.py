@@ -7,86 +7,24 @@ likewise :class:`DSDDPG` is :class:`~sb3_dst.DSTD3` with DDPG's settings, so its
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import torch as th
-from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
-from stable_baselines3.td3.policies import TD3Policy
+from stable_baselines3 import DDPG
 
 from sb3_dst.dstd3.dstd3 import DSTD3
 
 
-class DSDDPG(DSTD3):
+class DSDDPG(DSTD3, DDPG):
     """Dynamic Sparse DDPG (DS-DDPG): DDPG whose actor, critic and their targets are sparse from the first step and
     whose topology evolves during training, as in :class:`~sb3_dst.DSTD3` (Algorithm 1 with d = 1, one critic and
     no target-policy smoothing, as SB3's ``DDPG`` derives from its ``TD3``).
 
-    Takes the arguments of SB3's ``DDPG`` (not TD3's ``policy_delay``, ``target_policy_noise`` or
-    ``target_noise_clip``) and the DST keywords of :class:`~sb3_dst.DSTD3` (``er_lambda``, ``sparsity``,
-    ``drop_fraction``, ``evolution_interval``, ...). ``n_critics`` defaults to 1 as in DDPG. Without ``net_arch``
-    in ``policy_kwargs`` the networks are the paper's 256-256 (SB3's default is 400-300).
+    A subclass of both :class:`~sb3_dst.DSTD3` (its ``train()`` and DST machinery) and SB3's ``DDPG`` (its
+    constructor: DDPG's arguments and defaults, ``n_critics`` 1, no ``policy_delay``, ``target_policy_noise`` or
+    ``target_noise_clip``), so ``isinstance(model, DDPG)`` holds. Takes the DST keywords of
+    :class:`~sb3_dst.DSTD3` (``er_lambda``, ``sparsity``, ``drop_fraction``, ``evolution_interval``, ...).
+    Without ``net_arch`` in ``policy_kwargs`` the networks are the paper's 256-256 (SB3's default is 400-300).
     """
-
-    def __init__(
-        self,
-        policy: str | type[TD3Policy],
-        env: GymEnv | str,
-        learning_rate: float | Schedule = 1e-3,
-        buffer_size: int = 1_000_000,
-        learning_starts: int = 100,
-        batch_size: int = 256,
-        tau: float = 0.005,
-        gamma: float = 0.99,
-        train_freq: int | tuple[int, str] = 1,
-        gradient_steps: int = 1,
-        action_noise: ActionNoise | None = None,
-        replay_buffer_class: type[ReplayBuffer] | None = None,
-        replay_buffer_kwargs: dict[str, Any] | None = None,
-        optimize_memory_usage: bool = False,
-        n_steps: int = 1,
-        tensorboard_log: str | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
-        _init_setup_model: bool = True,
-        **dst_kwargs: Any,
-    ):
-        if n_steps != 1:  # n-step returns exist in recent SB3 only: pass the argument only when asked for
-            dst_kwargs["n_steps"] = n_steps
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            buffer_size=buffer_size,
-            learning_starts=learning_starts,
-            batch_size=batch_size,
-            tau=tau,
-            gamma=gamma,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            action_noise=action_noise,
-            replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            optimize_memory_usage=optimize_memory_usage,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            # DDPG's settings, as SB3's DDPG passes them to its TD3 (a noise > 0 clipped to 0: no smoothing)
-            policy_delay=1,
-            target_noise_clip=0.0,
-            target_policy_noise=0.1,
-            _init_setup_model=False,
-            **dst_kwargs,
-        )
-        if "n_critics" not in self.policy_kwargs:
-            self.policy_kwargs["n_critics"] = 1
-        if _init_setup_model:
-            self._setup_model()
 
 
 class StaticDDPG(DSDDPG):
