@@ -13,7 +13,21 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from sb3_dst import DSDDPG, DSSAC, DSTD3, DSTQC, DSCrossQ, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
+from sb3_dst import (
+    DSDDPG,
+    DSSAC,
+    DSTD3,
+    DSTQC,
+    DSCrossQ,
+    PrunedCrossQ,
+    PrunedDDPG,
+    PrunedSAC,
+    PrunedTD3,
+    PrunedTQC,
+    StaticSAC,
+    StaticTD3,
+    StaticTQC,
+)
 from sb3_dst.common.compact import (
     FORMAT_KEY,
     CompactFormatError,
@@ -114,6 +128,10 @@ CASES = {
     "DSTQC": (DSTQC, dict(sparsity=0.8, evolution_interval=40)),
     "DSCrossQ": (DSCrossQ, dict(sparsity=0.8, evolution_interval=40)),
     "DSDDPG": (DSDDPG, dict(sparsity=0.8, evolution_interval=40)),
+    "StaticTQC": (StaticTQC, dict(sparsity=0.8)),
+    "PrunedTQC": (PrunedTQC, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
+    "PrunedCrossQ": (PrunedCrossQ, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
+    "PrunedDDPG": (PrunedDDPG, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
 }
 
 
