@@ -52,7 +52,7 @@ from sb3_dst.zoo import (
     max_er_lambdas,
 )
 from sb3_dst.zoo.registry import CROSSQ_ALGOS, DDPG_ALGOS, TQC_ALGOS
-from sb3_dst.zoo.samplers import FILE_POLICY_KWARGS, critic_outputs, default_net_arch
+from sb3_dst.zoo.samplers import FILE_POLICY_KWARGS, SPARSITY_RANGE, critic_outputs, default_net_arch
 
 TESTS_DIR = Path(__file__).resolve().parent
 CLASSES = {
@@ -318,6 +318,13 @@ def _build(algo: str, env: gym.Env, kwargs: dict[str, Any]) -> Any:
     return CLASSES[algo]("MlpPolicy", env, policy_kwargs=policy_kwargs, buffer_size=1, **kwargs)
 
 
+@pytest.mark.parametrize("algo", sorted(CROSSQ_ALGOS))
+def test_crossq_search_space_holds_its_files_settings(algo: str) -> None:
+    """The sweep can reach the sparsity the CrossQ files use (a λ list capped by the actor could not)."""
+    levels = {entry["sparsity"] for entry in load(algo).values()}
+    assert levels and all(SPARSITY_RANGE[0] <= level <= SPARSITY_RANGE[1] for level in levels), levels
+
+
 @pytest.mark.parametrize("algo", list(SAMPLERS))
 def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
     """Every sample within the documented ranges gives a model with exactly those DST hyperparameters."""
@@ -333,8 +340,12 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
             kwargs = SAMPLERS[algo](trial, 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
         finally:
             FILE_POLICY_KWARGS.reset(token)
-        assert len(kwargs["er_lambda"]) == 2
-        assert all(high / 20 <= lam <= high for lam, high in zip(kwargs["er_lambda"], bounds, strict=True))
+        if algo in CROSSQ_ALGOS:  # one level: λ bounds set by the narrow actor would cap the wide critics
+            assert kwargs["er_lambda"] is None and 0.5 <= kwargs["sparsity"] <= 0.98
+            assert not any(key.startswith("er_lambda") for key in trial.params)
+        else:
+            assert len(kwargs["er_lambda"]) == 2 and kwargs["sparsity"] is None
+            assert all(high / 20 <= lam <= high for lam, high in zip(kwargs["er_lambda"], bounds, strict=True))
         if algo in TQC_ALGOS:  # merged into the file's policy_kwargs, which rl-zoo3 would otherwise replace
             n_quantiles = trial.params["n_quantiles"]
             assert kwargs["policy_kwargs"] == {"net_arch": [32, 32], "n_critics": 2, "n_quantiles": n_quantiles}
@@ -343,7 +354,7 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
         else:
             assert "policy_kwargs" not in kwargs
         model = _build(algo, env, dict(kwargs))
-        assert model.er_lambda == kwargs["er_lambda"]
+        assert (model.er_lambda, model.sparsity) == (kwargs["er_lambda"], kwargs["sparsity"])
         assert model.gamma == pytest.approx(1 - trial.params["one_minus_gamma"])
         if algo in TQC_ALGOS:
             assert model.policy_kwargs["n_quantiles"] == trial.params["n_quantiles"]
@@ -371,7 +382,7 @@ def test_samples_build_valid_models_and_convert_back(algo: str) -> None:
         if algo in TD3_ALGOS:
             assert model.action_noise is not None and model.action_noise._sigma[0] == trial.params["noise_std"]
         converted = convert_dst_params(trial.params)  # what `--trial-id` feeds back into the zoo
-        assert converted["er_lambda"] == kwargs["er_lambda"] and converted["sparsity"] is None
+        assert (converted["er_lambda"], converted["sparsity"]) == (kwargs["er_lambda"], kwargs["sparsity"])
         assert ("noise_type" in converted) == (algo in TD3_ALGOS)
         if algo in TQC_ALGOS:
             assert converted["policy_kwargs"] == {"n_quantiles": trial.params["n_quantiles"]}
@@ -418,6 +429,16 @@ def test_unknown_search_dimension_is_named(monkeypatch: pytest.MonkeyPatch) -> N
     trial = optuna.create_study().ask()
     with pytest.raises(ValueError, match="growht"):
         SAMPLERS["ds_td3"](trial, 1, 1, {})
+
+
+def test_a_distribution_without_a_sampled_sparsity_is_refused_except_for_crossq(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SB3_DST_SEARCH", "sparsity_distribution")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    with pytest.raises(ValueError, match="add sparsity too"):
+        SAMPLERS["ds_td3"](study.ask(), 1, 1, {})
+    trial = study.ask()  # CrossQ samples a sparsity level anyway
+    kwargs = SAMPLERS["ds_crossq"](trial, 1, 1, {})
+    assert kwargs["sparsity_distribution"] == trial.params["sparsity_distribution"] in ("erk", "uniform")
 
 
 class _FakeManager:

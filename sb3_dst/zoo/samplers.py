@@ -127,7 +127,7 @@ def searched_dimensions(algo: str) -> list[str]:
     unknown = sorted(set(keys) - set(SEARCHABLE))
     if unknown:
         raise ValueError(f"{SEARCH_ENV} has unknown keys {unknown}; valid keys: {', '.join(SEARCHABLE)}")
-    if "sparsity_distribution" in keys and "sparsity" not in keys:
+    if "sparsity_distribution" in keys and "sparsity" not in keys and algo not in CROSSQ_ALGOS:
         raise ValueError(f"{SEARCH_ENV}: sparsity_distribution spreads a sampled `sparsity`; add sparsity too")
     return [key for key in keys if algo in SEARCHABLE[key]]
 
@@ -138,7 +138,10 @@ def _sample_common(trial: optuna.Trial, algo: str) -> dict[str, Any]:
         "one_minus_gamma": trial.suggest_float("one_minus_gamma", 0.001, 0.05, log=True),
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
     }
-    if "sparsity" in extra:
+    # CrossQ samples one sparsity level by default: a λ list is shared by actor and critics, so its bounds are the
+    # narrow 256-wide actor's, which would keep the 1024- or 2048-wide critics' second layer at most 25 % or
+    # 12.5 % dense (its files use 50 %); ERK then gives each network its own per-layer densities.
+    if "sparsity" in extra or algo in CROSSQ_ALGOS:
         params["sparsity"] = trial.suggest_float("sparsity", *SPARSITY_RANGE)
         if "sparsity_distribution" in extra:
             params["sparsity_distribution"] = trial.suggest_categorical("sparsity_distribution", ["erk", "uniform"])
@@ -338,8 +341,10 @@ sample_static_tqc_params.__doc__ = "Optuna sampler of ``static_tqc``: as :func:`
 sample_pruned_tqc_params.__doc__ = """Optuna sampler of ``pruned_tqc``: as :func:`sample_static_tqc_params`, plus
 ``evolution_interval`` (log int [100, 10000])."""
 sample_ds_crossq_params.__doc__ = """Optuna sampler of ``ds_crossq``: as :func:`sample_ds_sac_params` without
-``target_update`` (CrossQ has no target networks; ``tau`` is never sampled). λmax uses CrossQ's own
-networks (actor 256-256, critics 1024-1024) when the file gives no ``net_arch``."""
+``target_update`` (CrossQ has no target networks; ``tau`` is never sampled), and with one ``sparsity`` level in
+[0.5, 0.98] instead of λ per layer: one λ list serves actor and critics, so its bounds would be the 256-wide actor's
+and would keep the wide critics' second layer at most 25 % dense (1024 wide) or 12.5 % (2048), while the files use
+50 % sparsity. ``SB3_DST_SEARCH=sparsity_distribution`` adds {erk, uniform}."""
 sample_static_crossq_params.__doc__ = (
     "Optuna sampler of ``static_crossq``: as :func:`sample_ds_crossq_params` without η, e."
 )
