@@ -75,13 +75,13 @@ class DSCrossQ(DSTMixin, CrossQ):
             if self.use_sde:
                 self.actor.reset_noise()
 
-            # BatchRenorm layers behave differently in train and eval modes: set them explicitly, as CrossQ does
             if self.log_ent_coef is not None:
                 ent_coef = th.exp(self.log_ent_coef.detach())
             else:
                 ent_coef = self.ent_coef_tensor
             ent_coefs.append(ent_coef.item())
 
+            # BatchRenorm layers behave differently in train and eval modes: each pass sets them, as CrossQ does
             with th.no_grad():
                 # L12: a' ~ π_φ(s') (no target actor)
                 self.actor.set_bn_training_mode(False)
