@@ -13,21 +13,8 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 
-from sb3_dst import (
-    DSDDPG,
-    DSSAC,
-    DSTD3,
-    DSTQC,
-    DSCrossQ,
-    PrunedCrossQ,
-    PrunedDDPG,
-    PrunedSAC,
-    PrunedTD3,
-    PrunedTQC,
-    StaticSAC,
-    StaticTD3,
-    StaticTQC,
-)
+import sb3_dst
+from sb3_dst import DSTD3, StaticTD3
 from sb3_dst.common.compact import (
     FORMAT_KEY,
     CompactFormatError,
@@ -116,27 +103,28 @@ def test_a_newer_format_is_refused_with_a_clear_error():
 
 # --- models ------------------------------------------------------------------------------------------------
 
-CASES = {
-    "DSTD3": (DSTD3, dict(sparsity=0.8, evolution_interval=40)),
-    "DSSAC": (DSSAC, dict(sparsity=0.8, evolution_interval=40)),
-    "StaticTD3": (StaticTD3, dict(sparsity=0.8)),
+#: Class name in sb3_dst -> its keywords here.
+CASES: dict[str, dict[str, Any]] = {
+    "DSTD3": dict(sparsity=0.8, evolution_interval=40),
+    "DSSAC": dict(sparsity=0.8, evolution_interval=40),
+    "StaticTD3": dict(sparsity=0.8),
     # mid-pruning: 150 gradient steps of a window 50-450, pruned every 25 (and on after saving)
-    "PrunedTD3": (PrunedTD3, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
-    "StaticSAC": (StaticSAC, dict(sparsity=0.8)),
-    "PrunedSAC": (PrunedSAC, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
+    "PrunedTD3": dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25),
+    "StaticSAC": dict(sparsity=0.8),
+    "PrunedSAC": dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25),
     # sb3-contrib's TQC and CrossQ (no targets) and SB3's DDPG go through the same save path
-    "DSTQC": (DSTQC, dict(sparsity=0.8, evolution_interval=40)),
-    "DSCrossQ": (DSCrossQ, dict(sparsity=0.8, evolution_interval=40)),
-    "DSDDPG": (DSDDPG, dict(sparsity=0.8, evolution_interval=40)),
-    "StaticTQC": (StaticTQC, dict(sparsity=0.8)),
-    "PrunedTQC": (PrunedTQC, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
-    "PrunedCrossQ": (PrunedCrossQ, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
-    "PrunedDDPG": (PrunedDDPG, dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25)),
+    "DSTQC": dict(sparsity=0.8, evolution_interval=40),
+    "DSCrossQ": dict(sparsity=0.8, evolution_interval=40),
+    "DSDDPG": dict(sparsity=0.8, evolution_interval=40),
+    "StaticTQC": dict(sparsity=0.8),
+    "PrunedTQC": dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25),
+    "PrunedCrossQ": dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25),
+    "PrunedDDPG": dict(sparsity=0.8, pruning_start=50, pruning_end=450, evolution_interval=25),
 }
 
 
 def make(name: str, seed: int = 5) -> Any:
-    algo, extra = CASES[name]
+    algo, extra = getattr(sb3_dst, name), CASES[name]
     kwargs = dict(policy_kwargs=dict(net_arch=[32, 32]), learning_starts=50, batch_size=32, seed=seed)
     return algo("MlpPolicy", ENV, **kwargs, **extra)
 
@@ -152,7 +140,7 @@ def resume(model: Any, steps: int = 120) -> Any:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_save_load_is_bit_for_bit_and_training_resumes_as_with_the_dense_format(name, tmp_path: Path):
-    algo = CASES[name][0]
+    algo = getattr(sb3_dst, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         model = make(name).learn(200)
