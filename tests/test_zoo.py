@@ -52,7 +52,7 @@ from sb3_dst.zoo import (
     max_er_lambdas,
 )
 from sb3_dst.zoo.registry import CROSSQ_ALGOS, DDPG_ALGOS, TQC_ALGOS
-from sb3_dst.zoo.samplers import FILE_POLICY_KWARGS, SPARSITY_RANGE, critic_outputs, default_net_arch
+from sb3_dst.zoo.samplers import FILE_POLICY_KWARGS, HER_KEYS, SPARSITY_RANGE, critic_outputs, default_net_arch
 
 TESTS_DIR = Path(__file__).resolve().parent
 CLASSES = {
@@ -422,6 +422,39 @@ def test_opt_in_search_samples_the_methods_beyond_the_paper(algo: str, monkeypat
         assert converted["er_lambda"] is None and converted["sparsity"] == model.sparsity
         study.tell(trial, 0.0)
     assert len(seen) == 4 or not algo.startswith("ds_")
+
+
+@pytest.mark.parametrize("algo", ["ds_tqc", "static_ddpg", "ds_sac"])
+def test_with_a_her_buffer_rl_zoos_her_parameters_are_sampled_too(algo: str) -> None:
+    from stable_baselines3 import HerReplayBuffer
+    from stable_baselines3.common.envs import BitFlippingEnv
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    plain = SAMPLERS[algo](study.ask(), 1, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+    assert "replay_buffer_kwargs" not in plain and not set(HER_KEYS) & set(study.trials[-1].params)
+    file_her = {"n_sampled_goal": 4, "goal_selection_strategy": "future", "copy_info_dict": False}
+    strategies = set()
+    for _ in range(8):
+        trial = study.ask()
+        kwargs = SAMPLERS[algo](trial, 1, 1, {"using_her_replay_buffer": True, "her_kwargs": dict(file_her)})
+        sampled = {key: trial.params[key] for key in HER_KEYS}
+        assert kwargs["replay_buffer_kwargs"] == {"copy_info_dict": False, **sampled}  # the file's others kept
+        assert 1 <= sampled["n_sampled_goal"] <= 5 and sampled["goal_selection_strategy"] in (
+            "final",
+            "episode",
+            "future",
+        )
+        strategies.add(sampled["goal_selection_strategy"])
+        converted = convert_dst_params(trial.params)  # --trial-id
+        assert converted["replay_buffer_kwargs"] == sampled and not set(HER_KEYS) & set(converted)
+    assert len(strategies) > 1
+    env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
+    model = CLASSES[algo](
+        "MultiInputPolicy", env, sparsity=0.5, policy_kwargs=dict(net_arch=[32, 32]), learning_starts=8, batch_size=8,
+        replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=kwargs["replay_buffer_kwargs"],
+    )  # fmt: skip
+    model.learn(24)
+    assert model.replay_buffer.n_sampled_goal == sampled["n_sampled_goal"]
 
 
 def test_unknown_search_dimension_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

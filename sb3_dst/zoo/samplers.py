@@ -35,6 +35,8 @@ FILE_POLICY_KWARGS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.
 #: CrossQ's own ``net_arch`` (sb3-dst's CrossQ classes keep it when ``policy_kwargs`` gives none; the others use
 #: 256-256).
 CROSSQ_DEFAULT_NET_ARCH: dict[str, list[int]] = {"pi": [256, 256], "qf": [1024, 1024]}
+#: HER's parameters that rl-zoo3's ``sample_her_params`` samples when the file uses ``HerReplayBuffer``.
+HER_KEYS = ("n_sampled_goal", "goal_selection_strategy")
 #: TQC's default number of quantiles per critic (its output layer's width).
 TQC_DEFAULT_N_QUANTILES = 25
 
@@ -205,8 +207,10 @@ def convert_dst_params(params: dict[str, Any]) -> dict[str, Any]:
     gradient step) and ``tau: 1.0`` when ``"hard"`` (a copy every sampled ``target_update_interval`` steps);
     ``n_quantiles`` (TQC) moves into ``policy_kwargs`` (as rl-zoo3's TQC converter does: with ``--trial-id``,
     that ``policy_kwargs`` replaces the file's, which sb3-dst's TQC files leave at TQC's defaults apart from
-    ``n_quantiles``). Other parameters keep their names. This is rl-zoo3's ``HYPERPARAMS_CONVERTER`` entry of
-    sb3-dst's algorithms, used when ``--trial-id`` loads a trial.
+    ``n_quantiles``); HER's ``n_sampled_goal`` and ``goal_selection_strategy`` move into ``replay_buffer_kwargs``
+    (likewise replacing the file's, whose HER entries hold just these two). Other parameters keep their names.
+    This is rl-zoo3's ``HYPERPARAMS_CONVERTER`` entry of sb3-dst's algorithms, used when ``--trial-id`` loads a
+    trial.
     """
     hyperparams = dict(params)
     if "one_minus_gamma" in hyperparams:
@@ -232,6 +236,9 @@ def convert_dst_params(params: dict[str, Any]) -> dict[str, Any]:
         policy_kwargs = dict(hyperparams.get("policy_kwargs") or {})
         policy_kwargs["n_quantiles"] = hyperparams.pop("n_quantiles")
         hyperparams["policy_kwargs"] = policy_kwargs
+    her = {key: hyperparams.pop(key) for key in HER_KEYS if key in hyperparams}
+    if her:
+        hyperparams["replay_buffer_kwargs"] = {**(hyperparams.get("replay_buffer_kwargs") or {}), **her}
     return hyperparams
 
 
@@ -243,6 +250,11 @@ def _sampler(algo: str) -> Callable[[optuna.Trial, int, int, dict], dict[str, An
         if "n_quantiles" in sampled:  # keep the file's other policy_kwargs (rl-zoo3 replaces the whole dict)
             sampled["policy_kwargs"] = dict(FILE_POLICY_KWARGS.get() or {})
         hyperparams = convert_dst_params(sampled)
+        if additional_args.get("using_her_replay_buffer"):
+            # rl-zoo3's own HER sampler (n_sampled_goal, goal_selection_strategy), on top of the file's HER kwargs
+            from rl_zoo3.hyperparams_opt import sample_her_params  # here: rl-zoo3 imports this module while loading
+
+            hyperparams = sample_her_params(trial, hyperparams, additional_args.get("her_kwargs") or {})
         if "noise_std" in hyperparams:  # rl-zoo3's objective passes these straight to the constructor
             std = hyperparams.pop("noise_std")
             hyperparams.pop("noise_type")
@@ -279,6 +291,10 @@ parameter                range                                      paper
 ``target_policy_noise``  [0.05, 0.5]                                0.2
 ``noise_std``            [0.05, 0.5], Gaussian exploration noise    0.1
 =======================  =========================================  ==================================
+
+With ``HerReplayBuffer`` in the file, rl-zoo3's ``sample_her_params`` also samples ``n_sampled_goal`` (int
+[1, 5]) and ``goal_selection_strategy`` ({final, episode, future}) into the file's ``replay_buffer_kwargs``
+(every sampler of sb3-dst does).
 
 λmax_l = n_in n_out / (n_in + n_out) is the λ that makes layer l dense (smallest over actor and critics,
 :func:`max_er_lambdas`), so λ_l spans densities from 5 % to 100 % whatever the environment. The objective
