@@ -94,8 +94,7 @@ def unknown_keyword_message(cls: type, key: str, sb3_keywords: frozenset[str] | 
     candidates = sorted({*dst_keys, *other_dst, *sb3_keywords} - {"policy", "env", "_init_setup_model"})
     close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.75)
     suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-    mro = cls.__mro__
-    base = mro[mro.index(DSTMixin) + 1]  # the algorithm whose constructor takes every other keyword
+    base = _base_algorithm(cls)
     owner = "sb3-contrib" if base.__module__.startswith("sb3_contrib") else "SB3"
     return (
         f"{cls.__name__} got an unexpected keyword argument {key!r}{suggestion}. Its DST keywords are "
@@ -134,11 +133,17 @@ class UnknownKeywordError(TypeError):
 _BASE_KEYWORDS: dict[type, frozenset[str] | None] = {}
 
 
+def _base_algorithm(cls: Any) -> type:
+    """The SB3 or sb3-contrib algorithm after :class:`DSTMixin` in ``cls``'s MRO: its constructor takes every
+    keyword that is not a DST one."""
+    mro = cls.__mro__
+    return mro[mro.index(DSTMixin) + 1]  # type: ignore[no-any-return]
+
+
 def _base_keywords(cls: Any) -> frozenset[str] | None:
     """Keywords of the SB3 algorithm after :class:`DSTMixin` in ``cls``'s MRO (None if it takes ``**kwargs``)."""
     if cls not in _BASE_KEYWORDS:
-        mro = cls.__mro__
-        parameters = inspect.signature(mro[mro.index(DSTMixin) + 1]).parameters
+        parameters = inspect.signature(_base_algorithm(cls)).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         _BASE_KEYWORDS[cls] = None if takes_any else frozenset(parameters)
     return _BASE_KEYWORDS[cls]

@@ -121,7 +121,8 @@ SPARSITY_RANGE = (0.5, 0.98)
 
 
 def searched_dimensions(algo: str) -> list[str]:
-    """The opt-in dimensions of :data:`SEARCH_ENV` that apply to ``algo``.
+    """The opt-in dimensions of :data:`SEARCH_ENV` that apply to ``algo``, and ``sparsity`` for CrossQ, which
+    always samples it.
 
     :raises ValueError: for an unknown key, naming the valid ones.
     """
@@ -129,7 +130,12 @@ def searched_dimensions(algo: str) -> list[str]:
     unknown = sorted(set(keys) - set(SEARCHABLE))
     if unknown:
         raise ValueError(f"{SEARCH_ENV} has unknown keys {unknown}; valid keys: {', '.join(SEARCHABLE)}")
-    if "sparsity_distribution" in keys and "sparsity" not in keys and algo not in CROSSQ_ALGOS:
+    if algo in CROSSQ_ALGOS and "sparsity" not in keys:
+        # CrossQ samples one sparsity level instead of λ per layer: a λ list is shared by actor and critics, so its
+        # bounds are the narrow 256-wide actor's, which would keep the 1024- or 2048-wide critics' second layer at
+        # most 25 % or 12.5 % dense (its files use 50 %); ERK then gives each network its own per-layer densities.
+        keys.insert(0, "sparsity")
+    if "sparsity_distribution" in keys and "sparsity" not in keys:
         raise ValueError(f"{SEARCH_ENV}: sparsity_distribution spreads a sampled `sparsity`; add sparsity too")
     return [key for key in keys if algo in SEARCHABLE[key]]
 
@@ -140,10 +146,7 @@ def _sample_common(trial: optuna.Trial, algo: str) -> dict[str, Any]:
         "one_minus_gamma": trial.suggest_float("one_minus_gamma", 0.001, 0.05, log=True),
         "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
     }
-    # CrossQ samples one sparsity level by default: a λ list is shared by actor and critics, so its bounds are the
-    # narrow 256-wide actor's, which would keep the 1024- or 2048-wide critics' second layer at most 25 % or
-    # 12.5 % dense (its files use 50 %); ERK then gives each network its own per-layer densities.
-    if "sparsity" in extra or algo in CROSSQ_ALGOS:
+    if "sparsity" in extra:
         params["sparsity"] = trial.suggest_float("sparsity", *SPARSITY_RANGE)
         if "sparsity_distribution" in extra:
             params["sparsity_distribution"] = trial.suggest_categorical("sparsity_distribution", ["erk", "uniform"])
