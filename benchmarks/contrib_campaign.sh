@@ -3,12 +3,13 @@
 # run resumes from its last checkpoint, so re-running this script after an interruption continues where it stopped.
 # Checkpoints are git-ignored: they last as long as the work tree does (a fresh clone restarts unfinished runs).
 #   bash benchmarks/contrib_campaign.sh            (from the repository root, in the project's venv)
-# Costly on CPU: a 100k-step CrossQ run (1024-1024 critics, batch 256, compute-bound at 89 ms per step here on a
-# fast day) takes about 2.5 hours of one core, a TQC run about 30 minutes (17 ms per step): about 18 hours of one
-# core in all. TQC goes first, so that its results (about 3 core-hours) come before the CrossQ ones.
-# CrossQ runs with the library's 1024-1024 critics, not rl-zoo3's tuned 2048-2048 (the harness default on MuJoCo):
-# those cost about 3x more per step here (benchmarks/crossq_critic_width.py), 40+ core-hours for the six runs.
-# See benchmarks/hyperparams/crossq_1024/.
+# Costly on CPU: a 100k-step TQC run takes about 30 minutes of one core (17 ms per step), a CrossQ run with 256-256
+# critics about an hour (30 ms per step). TQC goes first.
+# CrossQ runs with 256-256 critics, not CrossQ's default 1024-1024 nor rl-zoo3's tuned 2048-2048: a 1024-wide run
+# costs 2.5 to 4.3 hours of one core here (89 to 155 ms per step), 2048-wide about 3x that
+# (benchmarks/crossq_critic_width.py), and a session on this project's machines ends after 3 hours with its
+# checkpoints. See benchmarks/hyperparams/crossq_256/. On a machine where runs can last, the 1024-wide campaign is
+# the same command with --hyperparams benchmarks/hyperparams/crossq_1024 and another --out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
@@ -17,4 +18,4 @@ COMMON=(--envs HalfCheetah-v5 --seeds 0 1 2 --steps 100000 --eval-freq 5000 --ev
 TITLE='sb3-contrib: TQC and CrossQ vs their dynamic-sparse versions, 100k steps'
 python -m sb3_dst.benchmark run --algos TQC DS-TQC "${COMMON[@]}" --title "$TITLE"
 python -m sb3_dst.benchmark run --algos CrossQ DS-CrossQ "${COMMON[@]}" --title "$TITLE" \
-    --hyperparams benchmarks/hyperparams/crossq_1024
+    --hyperparams benchmarks/hyperparams/crossq_256

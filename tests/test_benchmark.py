@@ -86,15 +86,17 @@ def test_defaults_agree_with_zoo_files(algo: str, env_id: str) -> None:
 
 
 @pytest.mark.skipif(not (REPO / "hyperparams").is_dir(), reason="no rl-zoo3 hyperparameter files")
+@pytest.mark.parametrize("width", [256, 1024])
 @pytest.mark.parametrize("algo", ["CrossQ", "DS-CrossQ"])
-def test_contrib_campaign_crossq_files_change_only_the_critic_width(algo: str) -> None:
-    """benchmarks/hyperparams/crossq_1024 (the contrib campaign's CrossQ settings) is the repository's HalfCheetah-v5
-    entry with 1024-wide critics: nothing else may drift from the zoo files."""
+def test_contrib_campaign_crossq_files_change_only_the_critic_width(algo: str, width: int) -> None:
+    """benchmarks/hyperparams/crossq_<width> (the contrib campaign's CrossQ settings) is the repository's
+    HalfCheetah-v5 entry with <width>-wide critics: nothing else may drift from the zoo files."""
     spec, env_id = AlgoSpec.parse(algo), "HalfCheetah-v5"
-    campaign = resolve_hyperparams(spec, env_id, hyperparams_dir=REPO / "benchmarks" / "hyperparams" / "crossq_1024")
+    directory = REPO / "benchmarks" / "hyperparams" / f"crossq_{width}"
+    campaign = resolve_hyperparams(spec, env_id, hyperparams_dir=directory)
     zoo = resolve_hyperparams(spec, env_id, hyperparams_dir=REPO / "hyperparams")
     assert zoo["policy_kwargs"]["net_arch"]["qf"] == [2048, 2048]
-    assert campaign.pop("policy_kwargs") == {"net_arch": {"pi": [256, 256], "qf": [1024, 1024]}}
+    assert campaign.pop("policy_kwargs") == {"net_arch": {"pi": [256, 256], "qf": [width, width]}}
     zoo.pop("policy_kwargs")
     assert campaign == zoo
 
