@@ -6,8 +6,8 @@
 # Costly on CPU: a 100k-step TQC run takes about 30 minutes of one core (17 ms per step), a CrossQ run with 256-256
 # critics about an hour (30 ms per step). TQC goes first.
 # CrossQ runs with 256-256 critics, not CrossQ's default 1024-1024 nor rl-zoo3's tuned 2048-2048: a 1024-wide run
-# costs 2.5 to 4.3 hours of one core here (89 to 155 ms per step), 2048-wide about 3x that
-# (benchmarks/crossq_critic_width.py), and a session on this project's machines ends after 3 hours with its
+# costs 2.5 to 6.5 hours here (89 ms per step alone on a fast day, 230 ms side by side on a slow one), 2048-wide
+# about 3x that (benchmarks/crossq_critic_width.py), and a session on this project's machines ends after 3 hours with its
 # checkpoints. See benchmarks/hyperparams/crossq_256/. On a machine where runs can last, the 1024-wide campaign is
 # the same command with --hyperparams benchmarks/hyperparams/crossq_1024 and another --out.
 set -euo pipefail
