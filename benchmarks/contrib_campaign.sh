@@ -4,12 +4,10 @@
 # Checkpoints are git-ignored: they last as long as the work tree does (a fresh clone restarts unfinished runs).
 #   bash benchmarks/contrib_campaign.sh            (from the repository root, in the project's venv)
 # Costly on CPU: a 100k-step TQC run takes about 30 minutes of one core (17 ms per step), a CrossQ run with 256-256
-# critics about an hour (30 ms per step). TQC goes first.
-# CrossQ runs with 256-256 critics, not CrossQ's default 1024-1024 nor rl-zoo3's tuned 2048-2048: a 1024-wide run
-# costs 2.5 to 6.5 hours here (89 ms per step alone on a fast day, 230 ms side by side on a slow one), 2048-wide
-# about 3x that (benchmarks/crossq_critic_width.py), and a session on this project's machines ends after 3 hours with its
-# checkpoints. See benchmarks/hyperparams/crossq_256/. On a machine where runs can last, the 1024-wide campaign is
-# the same command with --hyperparams benchmarks/hyperparams/crossq_1024 and another --out.
+# critics about 55 minutes (34 to 37 ms per step side by side). TQC goes first.
+# Why 256-wide CrossQ critics, not CrossQ's default 1024 nor rl-zoo3's 2048: benchmarks/hyperparams/crossq_256/ and
+# the README ("DDPG, TQC and CrossQ"). On a machine where runs can last hours, the 1024-wide campaign is the same
+# command with --hyperparams benchmarks/hyperparams/crossq_1024 and another --out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
