@@ -101,6 +101,32 @@ def test_contrib_campaign_crossq_files_change_only_the_critic_width(algo: str, w
     assert campaign == zoo
 
 
+def test_a_hyperparameter_directory_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    """A mistyped --hyperparams must not run every algorithm on the built-in defaults; a directory without a file
+    for one algorithm still falls back to the defaults for that algorithm."""
+    spec = AlgoSpec.parse("TD3")
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_hyperparams(spec, "Pendulum-v1", hyperparams_dir=tmp_path / "hyperparms")
+    defaults = resolve_hyperparams(spec, "Pendulum-v1")
+    assert resolve_hyperparams(spec, "Pendulum-v1", hyperparams_dir=tmp_path) == defaults
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--algos", "DS-TD3:sparsity=1.5", "--envs", "Pendulum-v1"], "sparsity must be a number in"),
+        (["--algos", "TD3", "--envs", "Hopper-v3"], "Hopper-v5"),
+        (["--algos", "TD3", "--envs", "Pendulum-v1", "--hyperparams", "/no/such/dir"], "does not exist"),
+    ],
+)
+def test_a_dry_run_fails_on_bad_input_as_the_run_would(tmp_path: Path, argv: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    common = ["--seeds", "0", "--steps", "1000", "--eval-freq", "500", "--out", str(out), "--dry-run"]
+    with pytest.raises(ValueError, match=message):
+        main(["run", *argv, *common])
+    assert not out.exists()
+
+
 def test_plan_runs_checks_budget() -> None:
     configs = plan_runs(["TD3", "DS-TD3"], ["Pendulum-v1"], [0, 1], 1000, 500, 2)
     assert [c.run_id for c in configs] == [

@@ -126,12 +126,12 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
     )  # fmt: skip
     labels = [(variant, name) for variant, name in args.label]
     save_labels(args.out, labels, variants=algos, write=False)  # bad names fail before anything runs or is written
+    check_runs(configs)  # a dry run, too, says when the command would fail on bad input
     if args.dry_run:
         from sb3_dst.benchmark.runner import describe_plan
 
         print(describe_plan(configs, args.out))
         return 0
-    check_runs(configs)
     save_labels(args.out, labels, variants=algos)
     if unfinished_runs(configs, args.out):  # a call that runs nothing, or is refused, adds nothing to the history
         _record_command(args.out, argv)

@@ -243,10 +243,13 @@ def load_zoo_hyperparams(directory: str | Path, algo: str, env_id: str) -> dict[
     """The entry for ``env_id`` (else ``default``) of ``directory/<algo file>.yml``, or None if no such file.
 
     ``policy_kwargs`` strings are evaluated (``dict(...)`` only); keys the benchmark cannot honour
-    (normalisation, wrappers, several envs) raise ``ValueError``.
+    (normalisation, wrappers, several envs) raise ``ValueError``, and so does a ``directory`` that does not
+    exist (a mistyped path would otherwise run every algorithm on the built-in defaults).
     """
     import yaml
 
+    if not Path(directory).is_dir():
+        raise ValueError(f"hyperparameter directory {directory} does not exist")
     path = Path(directory) / f"{ALGORITHMS[algo][1]}.yml"
     if not path.exists():
         return None
