@@ -472,6 +472,8 @@ def test_a_corrupt_run_config_is_named_and_nothing_is_deleted(tmp_path: Path) ->
     (run_dir / "evaluations.csv").write_text("timesteps,mean_return\n500,-1200.0\n")
     with pytest.raises(ValueError, match=r"config\.json is not valid JSON .*delete .*Pendulum-v1__TD3__seed0"):
         main([*args, "--out", str(tmp_path / "out")])
+    with pytest.raises(ValueError, match=r"Pendulum-v1__TD3__seed0.config\.json is not valid JSON"):
+        main(["report", "--out", str(tmp_path / "out")])  # the report names the file too
     assert (run_dir / "evaluations.csv").read_text().endswith("-1200.0\n")
 
 

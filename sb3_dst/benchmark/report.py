@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from sb3_dst.benchmark.specs import ALGORITHMS, DENSE_BASELINE, AlgoSpec, RunConfig, family
-from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS, write_text_atomic
+from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS, read_json, write_text_atomic
 from sb3_dst.common.dst import EVOLUTION_KEYS, PRUNING_KEYS, TOPOLOGY_KEYS
 from sb3_dst.metrics import learning_curve_area
 
@@ -87,8 +87,8 @@ def read_evaluations(run_dir: Path) -> dict[str, np.ndarray]:
 
 def summarize_run(run_dir: Path) -> dict[str, Any]:
     """One finished run: its configuration, final return, LCA and costs."""
-    config = RunConfig.from_json(json.loads((run_dir / CONFIG).read_text()))
-    done = json.loads((run_dir / DONE).read_text())
+    config = RunConfig.from_json(read_json(run_dir / CONFIG))
+    done = read_json(run_dir / DONE)
     evals = read_evaluations(run_dir)
     returns = evals["mean_return"]
     return {
@@ -114,7 +114,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
 def run_variants(out: Path) -> list[str]:
     """The variant of every run directory under ``out/runs``, finished or not."""
     paths = sorted((Path(out) / "runs").glob(f"*/{CONFIG}"))
-    return sorted({json.loads(path.read_text())["algo"] for path in paths})
+    return sorted({read_json(path)["algo"] for path in paths})
 
 
 def load_runs(out: Path) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from sb3_dst.benchmark.checkpoint import latest_checkpoint
 from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, family, resolve_hyperparams
-from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, write_json_atomic
+from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, read_json, write_json_atomic
 
 __all__ = [
     "RUNS_CSV",
@@ -117,12 +117,7 @@ def _is_finished(out: Path, config: RunConfig) -> bool:
     config_path = run_dir / CONFIG
     if not config_path.exists():
         return False
-    try:
-        existing = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{config_path} is not valid JSON ({error}); delete {run_dir} to run it again from scratch"
-        ) from error
+    existing = read_json(config_path, f"; delete {run_dir} to run it again from scratch")
     if existing != config.to_json():
         diff = sorted(k for k in set(existing) | set(config.to_json()) if existing.get(k) != config.to_json().get(k))
         raise ValueError(

@@ -33,7 +33,7 @@ import numpy as np
 import sb3_dst
 from sb3_dst.benchmark.specs import ALGORITHMS, RunConfig
 
-__all__ = ["EVAL_COLUMNS", "build_model", "run_worker", "write_json_atomic", "write_text_atomic"]
+__all__ = ["EVAL_COLUMNS", "build_model", "read_json", "run_worker", "write_json_atomic", "write_text_atomic"]
 
 EVAL_COLUMNS = [
     "timesteps",
@@ -70,6 +70,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON (keys sorted) to ``path`` with :func:`write_text_atomic`."""
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def read_json(path: Path, hint: str = "") -> Any:
+    """The JSON in ``path``; a corrupt file raises ``ValueError`` naming it (then ``hint``, e.g. what to do)."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}){hint}") from error
 
 
 def algorithm_class(name: str) -> type:
