@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -666,3 +667,51 @@ def test_an_unreadable_checkpoint_means_a_fresh_start_not_a_failed_run(
     assert "cannot resume from checkpoint_250" in capsys.readouterr().out
     assert json.loads((run_dir / "done.json").read_text())["resumed_at"] == []
     assert [int(r["timesteps"]) for r in _rows(run_dir / "evaluations.csv")] == [300, 600, 900, 1200]
+
+
+def test_checkpoints_outside_the_work_tree_resume_a_run_whose_directory_is_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--checkpoint-dir: a run stopped twice (last checkpoint at step 280) resumes bit for bit in a fresh output
+    directory, as after a fresh clone, from the checkpoint kept outside it."""
+    from sb3_dst.benchmark.checkpoint import POINTER
+    from sb3_dst.benchmark.worker import run_worker
+
+    algo, env_id = "DS-TD3:evolution_interval=50", "Pendulum-v1"
+    reference = _worker_dir(tmp_path / "reference", algo, env_id)
+    assert run_worker(reference) == 0
+
+    cache = tmp_path / "cache"
+    run_dir = _worker_dir(tmp_path / "tree" / "runs", algo, env_id)
+    assert run_worker(run_dir, parent_pid=-1, checkpoint_freq=250, checkpoint_dir=cache) == 3  # stops at 300
+    assert not (run_dir / POINTER).exists()  # nothing of the checkpoint in the run directory
+    (home,) = cache.iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert home.name == f"{run_dir.name}-{RunConfig.from_json(config).digest()}"
+    assert _checkpoint_step(home) == 250
+    # resumes at 250, checkpoints at 260 and 280, stops at its progress check at 300
+    assert run_worker(run_dir, parent_pid=-1, checkpoint_freq=20, checkpoint_dir=cache) == 3
+    assert _checkpoint_step(home) == 280
+
+    shutil.rmtree(tmp_path / "tree")  # the work tree is laid anew: only the checkpoint outside it is left
+    out = tmp_path / "fresh"
+    argv = [
+        "run", "--algos", algo, "--envs", env_id, "--seeds", "0", "--steps", "1200", "--eval-freq", "300",
+        "--eval-episodes", "2", "--learning-starts", "200", "--net-arch", "32", "32", "--jobs", "1",
+        "--checkpoint-freq", "250", "--no-report", "--out", str(out), "--checkpoint-dir", str(cache),
+    ]  # fmt: skip
+    assert main([*argv, "--dry-run"]) == 0
+    assert f"resumes at step 280  {run_dir.name}" in capsys.readouterr().out
+    assert main(argv) == 0
+    new_dir = out / "runs" / run_dir.name
+    assert "resuming from checkpoint_280" in (new_dir / "log.txt").read_text()
+    done, reference_done = (json.loads((d / "done.json").read_text()) for d in (new_dir, reference))
+    assert done["resumed_at"] == [250, 280]  # the history of resumptions travels with the checkpoint
+    for key in ("n_updates", "network_size", "flops", "num_evolutions", "parameters_digest"):
+        assert done[key] == reference_done[key], key
+    rows, reference_rows = _rows(new_dir / "evaluations.csv"), _rows(reference / "evaluations.csv")
+    assert [int(r["timesteps"]) for r in rows] == [300, 600, 900, 1200]
+    assert [[r[c] for c in DETERMINISTIC_COLUMNS] for r in rows] == [
+        [r[c] for c in DETERMINISTIC_COLUMNS] for r in reference_rows
+    ]
+    assert not home.exists() and not list(cache.iterdir())  # removed once the run is finished

@@ -54,6 +54,12 @@ def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
         help="steps between a run's checkpoints, from which an interrupted run resumes exactly (default 10000; "
         "0: none, an interrupted run restarts)",
     )
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, default=None,
+        help="keep checkpoints in CHECKPOINT_DIR/<run id>-<config digest>/ instead of the run directories, e.g. "
+        "~/.cache/sb3-dst/checkpoints: outside the work tree, a fresh clone or a cleaned tree resumes every run "
+        "(each checkpoint keeps the run's evaluation rows)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output directory (resumable)")
     parser.add_argument("--title", default=None, help="report title")
     _add_label_option(parser)
@@ -77,7 +83,8 @@ def _add_label_option(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sb3_dst.benchmark",
-        description="Benchmark DS-TD3/DS-SAC against their dense and static baselines (Sokar et al. Tables 1-3).",
+        description="Benchmark the dynamic-sparse algorithms (DS-TD3, DS-SAC, DS-DDPG, DS-TQC, DS-CrossQ) against "
+        "their dense, static and pruned baselines (Sokar et al. Tables 1-3, and beyond).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -97,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("run_dir", type=Path)
     worker.add_argument("--parent-pid", type=int, default=None)
     worker.add_argument("--checkpoint-freq", type=int, default=0)
+    worker.add_argument("--checkpoint-dir", type=Path, default=None)
     return parser
 
 
@@ -130,7 +138,7 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
     if args.dry_run:
         from sb3_dst.benchmark.runner import describe_plan
 
-        print(describe_plan(configs, args.out))
+        print(describe_plan(configs, args.out, args.checkpoint_dir))
         return 0
     save_labels(args.out, labels, variants=algos)
     if unfinished_runs(configs, args.out):  # a call that runs nothing, or is refused, adds nothing to the history
@@ -138,7 +146,9 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
     try:
         if args.checkpoint_freq < 0:
             raise ValueError(f"--checkpoint-freq must be >= 0, got {args.checkpoint_freq}")
-        failed = run_campaign(configs, args.out, jobs=args.jobs, checkpoint_freq=args.checkpoint_freq)
+        failed = run_campaign(
+            configs, args.out, jobs=args.jobs, checkpoint_freq=args.checkpoint_freq, checkpoint_dir=args.checkpoint_dir
+        )
     except KeyboardInterrupt:
         return 130
     if not args.no_report:
@@ -154,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         from sb3_dst.benchmark.worker import run_worker
 
-        return run_worker(args.run_dir, args.parent_pid, args.checkpoint_freq)
+        return run_worker(args.run_dir, args.parent_pid, args.checkpoint_freq, args.checkpoint_dir)
     if args.command == "report":
         from sb3_dst.benchmark.report import run_variants, save_labels, write_report
 

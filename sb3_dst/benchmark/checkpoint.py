@@ -13,9 +13,13 @@ run depends on, so that a run interrupted and resumed writes the same numbers as
 - the global random states (``random``, NumPy, torch) and the action space's generator;
 - the evaluation callback's clock, so ``wall_time`` counts training time only, across attempts.
 
-Files: ``checkpoint_<steps>/`` directories in the run directory, and ``checkpoint.json`` naming the newest
-complete one (written last, atomically). Older checkpoints are removed once a newer one is complete, and all
-of them once the run is finished.
+Files: ``checkpoint_<steps>/`` directories and ``checkpoint.json`` naming the newest complete one (written
+last, atomically), in the run's *checkpoint home*: the run directory by default, or, with a checkpoint
+directory (``--checkpoint-dir``), ``<checkpoint dir>/<run id>-<config digest>/``, which can live outside the
+work tree (e.g. ``~/.cache/sb3-dst/checkpoints``) so that a fresh clone or a cleaned work tree loses no run.
+Each checkpoint also keeps the run's evaluation rows up to its step, so a run resumes from it even when its
+run directory is gone. Older checkpoints are removed once a newer one is complete, and all of them once the
+run is finished.
 """
 
 from __future__ import annotations
@@ -31,11 +35,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["POINTER", "capture_envs", "clear_checkpoints", "latest_checkpoint", "load_checkpoint", "restore_envs"]
+__all__ = [
+    "POINTER",
+    "capture_envs",
+    "checkpoint_home",
+    "clear_checkpoints",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "restore_envs",
+]
 
 POINTER = "checkpoint.json"
 _PREFIX = "checkpoint_"
 _MODEL, _BUFFER, _STATE = "model.zip", "replay_buffer.pkl", "state.pkl"
+ROWS = "evaluations.csv"  # the run's evaluation rows up to the checkpoint's step
+
+
+def checkpoint_home(run_dir: Path, run_id: str, config_digest: str, checkpoint_dir: Path | None = None) -> Path:
+    """Where a run's checkpoints live: ``run_dir``, or ``checkpoint_dir/<run_id>-<config_digest>`` if given.
+
+    Keyed by the configuration digest, so a changed configuration never resumes from another's checkpoint.
+    """
+    if checkpoint_dir is None:
+        return Path(run_dir)
+    return Path(checkpoint_dir).expanduser().resolve() / f"{run_id}-{config_digest}"
 
 
 # --- Environments -------------------------------------------------------------------------------------
@@ -164,19 +187,31 @@ def set_random_states(states: dict[str, Any]) -> None:
     th.set_rng_state(states["torch"])
 
 
-def save_checkpoint(run_dir: Path, model: Any, eval_env: Any, config_digest: str, extra: dict[str, Any]) -> Path:
-    """Write a checkpoint of the run at ``model.num_timesteps``; returns its directory.
+def save_checkpoint(
+    run_dir: Path,
+    model: Any,
+    eval_env: Any,
+    config_digest: str,
+    extra: dict[str, Any],
+    rows: Path | None = None,
+) -> Path:
+    """Write a checkpoint of the run at ``model.num_timesteps`` into ``run_dir`` (the checkpoint home); returns
+    its directory.
 
     Call it between a gradient update and the next environment step (a callback's ``_on_rollout_start``), so
     that every transition taken is stored and trained on. ``extra`` is the caller's state to restore (e.g. the
-    evaluation clock).
+    evaluation clock); ``rows``, the run's evaluation CSV, is copied into the checkpoint (call it after the
+    rows up to this step are synced to disk).
     """
     steps = int(model.num_timesteps)
+    run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / f"{_PREFIX}{steps}"
     tmp = run_dir / f"{_PREFIX}{steps}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     model.save(tmp / _MODEL)
+    if rows is not None:
+        shutil.copyfile(rows, tmp / ROWS)
     state = {
         "steps": steps,
         "config_digest": config_digest,
@@ -233,8 +268,14 @@ def load_checkpoint(path: Path, algorithm: Any) -> tuple[Any, Any, dict[str, Any
     return model, restore_envs(state["eval_env"]), state
 
 
-def clear_checkpoints(run_dir: Path) -> None:
-    """Remove the run's checkpoints (once it is finished)."""
+def clear_checkpoints(run_dir: Path, remove_home: bool = False) -> None:
+    """Remove the run's checkpoints from ``run_dir`` (once it is finished), and ``run_dir`` itself if
+    ``remove_home`` and nothing else is left in it (a home under a ``--checkpoint-dir``)."""
     (run_dir / POINTER).unlink(missing_ok=True)
     for path in run_dir.glob(f"{_PREFIX}*"):
         shutil.rmtree(path, ignore_errors=True)
+    if remove_home:
+        try:
+            run_dir.rmdir()
+        except OSError:
+            pass

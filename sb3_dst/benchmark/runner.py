@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sb3_dst.benchmark.checkpoint import latest_checkpoint
+from sb3_dst.benchmark.checkpoint import checkpoint_home, latest_checkpoint
 from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, family, resolve_hyperparams
 from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, read_json, write_json_atomic
 
@@ -47,6 +47,12 @@ RUNS_CSV = "runs.csv"
 
 def run_dir_of(out: Path, config: RunConfig) -> Path:
     return out / RUNS_DIR / config.run_id
+
+
+def _latest(out: Path, config: RunConfig, checkpoint_dir: Path | None) -> Path | None:
+    """The run's newest checkpoint of its configuration, wherever its checkpoints live."""
+    home = checkpoint_home(run_dir_of(out, config), config.run_id, config.digest(), checkpoint_dir)
+    return latest_checkpoint(home, config.digest())
 
 
 def plan_runs(
@@ -157,7 +163,7 @@ def _append_summary(out: Path, config: RunConfig) -> None:
         os.fsync(file.fileno())
 
 
-def describe_plan(configs: Sequence[RunConfig], out: Path) -> str:
+def describe_plan(configs: Sequence[RunConfig], out: Path, checkpoint_dir: Path | None = None) -> str:
     """What ``run`` would do with ``configs`` in ``out``, without doing it: each run finished (skipped), resumed
     from a checkpoint (at which step) or started from scratch, and an estimate of the training time left.
 
@@ -179,7 +185,7 @@ def describe_plan(configs: Sequence[RunConfig], out: Path) -> str:
             speeds.setdefault(family(config.algo), []).append(done["num_timesteps"] / max(done["wall_time"], 1e-9))
             states.append((config, "finished", 0))
             continue
-        checkpoint = latest_checkpoint(run_dir, config.digest())
+        checkpoint = _latest(out, config, checkpoint_dir)
         start = int(checkpoint.name.rpartition("_")[2]) if checkpoint is not None else 0
         states.append((config, f"resumes at step {start}" if checkpoint is not None else "starts", start))
     everything = [v for values in speeds.values() for v in values]
@@ -211,9 +217,9 @@ class _Running:
     started: float
 
 
-def _start(out: Path, config: RunConfig, checkpoint_freq: int = 0) -> _Running:
+def _start(out: Path, config: RunConfig, checkpoint_freq: int = 0, checkpoint_dir: Path | None = None) -> _Running:
     run_dir = run_dir_of(out, config)
-    resumable = latest_checkpoint(run_dir, config.digest()) is not None
+    resumable = _latest(out, config, checkpoint_dir) is not None
     if run_dir.exists() and not resumable:  # an interrupted attempt without checkpoint: start from scratch
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,6 +240,8 @@ def _start(out: Path, config: RunConfig, checkpoint_freq: int = 0) -> _Running:
         "--checkpoint-freq",
         str(checkpoint_freq),
     ]
+    if checkpoint_dir is not None:
+        command += ["--checkpoint-dir", str(Path(checkpoint_dir).expanduser().resolve())]
     process = subprocess.Popen(command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     return _Running(config, process, log, time.time())
 
@@ -316,12 +324,19 @@ def _lock(out: Path) -> IO[str]:
 
 
 def run_campaign(
-    configs: Sequence[RunConfig], out: Path, jobs: int = 2, poll: float = 0.5, checkpoint_freq: int = 0
+    configs: Sequence[RunConfig],
+    out: Path,
+    jobs: int = 2,
+    poll: float = 0.5,
+    checkpoint_freq: int = 0,
+    checkpoint_dir: Path | None = None,
 ) -> int:
     """Run every unfinished run of ``configs`` in subprocesses, ``jobs`` at a time.
 
     :param checkpoint_freq: environment steps between a run's checkpoints (0: none); an interrupted run
         resumes from its last checkpoint.
+    :param checkpoint_dir: keep checkpoints under this directory (keyed by run id and configuration digest)
+        instead of in the run directories, e.g. outside the work tree.
     :return: the number of runs that failed (their logs are in ``out/runs/<run_id>/log.txt``).
     """
     out = Path(out)
@@ -347,7 +362,7 @@ def run_campaign(
         while pending or running:
             while pending and len(running) < jobs:
                 config = pending.pop(0)
-                running.append(_start(out, config, checkpoint_freq))
+                running.append(_start(out, config, checkpoint_freq, checkpoint_dir))
                 display.log(f"start {config.run_id}")
             time.sleep(poll)
             for run in [r for r in running if r.process.poll() is not None]:
@@ -370,7 +385,7 @@ def run_campaign(
         for run in running:
             run.process.wait()
             run.log.close()
-            path = latest_checkpoint(run_dir_of(out, run.config), run.config.digest())
+            path = _latest(out, run.config, checkpoint_dir)
             where = "from scratch" if path is None else f"from its checkpoint at step {path.name.rpartition('_')[2]}"
             display.log(f"{run.config.run_id} resumes {where} when the command is run again")
         raise

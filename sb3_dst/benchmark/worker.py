@@ -8,9 +8,9 @@ Files in the run directory:
 - ``done.json``: written atomically last; a run without it is unfinished.
 - ``log.txt``: the process's output.
 - ``checkpoint.json`` and ``checkpoint_<steps>/``: the newest mid-run checkpoint (every ``checkpoint_freq``
-  steps, see :mod:`sb3_dst.benchmark.checkpoint`). An unfinished run resumes from it, bit for bit as if it had
-  not stopped (its evaluation rows after the checkpoint are dropped and taken again); without one it restarts
-  from scratch. Removed when the run is finished.
+  steps, see :mod:`sb3_dst.benchmark.checkpoint`), here or under ``--checkpoint-dir``. An unfinished run
+  resumes from it, bit for bit as if it had not stopped (its evaluation rows after the checkpoint are dropped
+  and taken again); without one it restarts from scratch. Removed when the run is finished.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -110,10 +111,14 @@ def _make_callback(
     parent_pid: int | None,
     checkpoint_freq: int = 0,
     resumed: dict[str, Any] | None = None,
+    home: Path | None = None,
+    resumed_at: list[int] | None = None,
 ) -> Any:
     """The run's callback: evaluations, progress, and (every ``checkpoint_freq`` steps, 0 = never) checkpoints.
 
     :param resumed: the state of a checkpoint this attempt resumes from (see :func:`run_worker`).
+    :param home: the directory of the run's checkpoints (default ``run_dir``).
+    :param resumed_at: the checkpoint steps this run resumed from so far (kept in each checkpoint).
     """
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -156,8 +161,11 @@ def _make_callback(
                         "elapsed": time.perf_counter() - self.start,
                         "eval_time": self.eval_time,
                         "last_return": self.last_return,
+                        "resumed_at": list(resumed_at or []),
                     }
-                    checkpoint.save_checkpoint(run_dir, self.model, eval_env, config.digest(), clock)
+                    checkpoint.save_checkpoint(
+                        home or run_dir, self.model, eval_env, config.digest(), clock, rows=run_dir / EVALUATIONS
+                    )
                 self.last_checkpoint = n
 
         def _on_step(self) -> bool:
@@ -275,11 +283,15 @@ def _keep_rows_until(path: Path, steps: int) -> None:
     os.replace(tmp, path)
 
 
-def run_worker(run_dir: Path, parent_pid: int | None = None, checkpoint_freq: int = 0) -> int:
+def run_worker(
+    run_dir: Path, parent_pid: int | None = None, checkpoint_freq: int = 0, checkpoint_dir: Path | None = None
+) -> int:
     """Train and evaluate the run described by ``run_dir/config.json``; returns the process exit code.
 
     :param checkpoint_freq: environment steps between checkpoints (0: none). A run with a checkpoint of the
         same configuration resumes from it, whatever ``checkpoint_freq`` is now.
+    :param checkpoint_dir: keep checkpoints in ``checkpoint_dir/<run id>-<config digest>/`` instead of the run
+        directory (see :func:`~sb3_dst.benchmark.checkpoint.checkpoint_home`).
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import gymnasium as gym
@@ -299,9 +311,11 @@ def run_worker(run_dir: Path, parent_pid: int | None = None, checkpoint_freq: in
     print(f"run {config.run_id}: {json.dumps(config.to_json())}", flush=True)
     code = code_version()  # the code imported now is the code that runs
     previous = _previous_attempts(run_dir)
-    path = checkpoint.latest_checkpoint(run_dir, config.digest())
+    home = checkpoint.checkpoint_home(run_dir, config.run_id, config.digest(), checkpoint_dir)
+    path = checkpoint.latest_checkpoint(home, config.digest())
+    rows_kept = path is not None and (path / checkpoint.ROWS).exists()  # older checkpoints have no rows
     resumed: dict[str, Any] | None = None
-    if path is not None and (run_dir / EVALUATIONS).exists():
+    if path is not None and (rows_kept or (run_dir / EVALUATIONS).exists()):
         try:
             model, eval_env, resumed = checkpoint.load_checkpoint(path, algorithm_class(config.spec.base))
         except Exception as error:  # e.g. written by another version of the code: the run starts again instead
@@ -310,10 +324,13 @@ def run_worker(run_dir: Path, parent_pid: int | None = None, checkpoint_freq: in
             )
             resumed = None
     if resumed is not None:
+        if rows_kept:  # the checkpoint's own rows: the run directory may be gone (a fresh clone)
+            shutil.copyfile(path / checkpoint.ROWS, run_dir / EVALUATIONS)  # type: ignore[operator]
+            previous = list(resumed["extra"].get("resumed_at", previous))
         _keep_rows_until(run_dir / EVALUATIONS, resumed["steps"])
         print(f"resuming from {path.name} (step {resumed['steps']})", flush=True)  # type: ignore[union-attr]
     else:
-        checkpoint.clear_checkpoints(run_dir)
+        checkpoint.clear_checkpoints(home)
         for name in (EVALUATIONS, PROGRESS):
             (run_dir / name).unlink(missing_ok=True)
         eval_env = DummyVecEnv([lambda: Monitor(gym.make(config.env_id))])
@@ -322,7 +339,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None, checkpoint_freq: in
     resumed_at = [*previous, resumed["steps"]] if resumed else []
     write_json_atomic(run_dir / ATTEMPTS, resumed_at)
 
-    callback = _make_callback(config, run_dir, eval_env, parent_pid, checkpoint_freq, resumed)
+    callback = _make_callback(config, run_dir, eval_env, parent_pid, checkpoint_freq, resumed, home, resumed_at)
     model.learn(
         total_timesteps=config.total_timesteps - model.num_timesteps,
         callback=callback,
@@ -359,7 +376,7 @@ def run_worker(run_dir: Path, parent_pid: int | None = None, checkpoint_freq: in
         print(mujoco_log.read_text(), flush=True)
         mujoco_log.unlink()
     write_json_atomic(run_dir / DONE, done)
-    checkpoint.clear_checkpoints(run_dir)
+    checkpoint.clear_checkpoints(home, remove_home=home != run_dir)
     (run_dir / ATTEMPTS).unlink(missing_ok=True)
     print(f"done in {wall:.1f} s", flush=True)
     return 0
