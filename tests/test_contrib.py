@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import assert_same_outputs
 from sb3_contrib import TQC, CrossQ
 from sb3_contrib.common.torch_layers import BatchRenorm1d
 from stable_baselines3 import DDPG
@@ -246,7 +247,8 @@ def test_full_density_static_variant_reproduces_the_dense_algorithm_exactly(stat
     kwargs = dict(policy_kwargs=dict(net_arch=[16, 16]), learning_starts=30, batch_size=16, seed=7)
     dense = DENSE[static_algo]("MlpPolicy", "Pendulum-v1", **kwargs).learn(120)
     kwargs["policy_kwargs"] = dict(net_arch=[16, 16])  # SB3 writes into the dict it was given
-    static = static_algo("MlpPolicy", "Pendulum-v1", sparsity=0.0, **kwargs).learn(120)
+    # bit for bit on the masked path (the sparse kernels sum in another order: equal within rounding)
+    static = static_algo("MlpPolicy", "Pendulum-v1", sparsity=0.0, sparse_backend="masked", **kwargs).learn(120)
     a = dense.policy.state_dict()
     b = {k: v for k, v in static.policy.state_dict().items() if not k.endswith(MASK_NAME)}
     assert list(a) == list(b)
@@ -304,9 +306,11 @@ def test_policy_actor_and_critic_save_and_load_on_their_own(algo, small_kwargs, 
         loaded.set_training_mode(False)
         with th.no_grad():
             if part == "critic":
-                assert all(th.equal(x, y) for x, y in zip(module(obs, actions), loaded(obs, actions), strict=True))
+                assert_same_outputs(module(obs, actions), loaded(obs, actions), model)
             else:
-                assert th.equal(module._predict(obs, deterministic=True), loaded._predict(obs, deterministic=True))
+                assert_same_outputs(
+                    module._predict(obs, deterministic=True), loaded._predict(obs, deterministic=True), model
+                )
 
 
 def non_default_args(module: th.nn.Module) -> dict:

@@ -171,7 +171,9 @@ def test_training_with_the_fused_step_is_bit_for_bit_training_without_it(algo, s
 
     runs = []
     for fused in (True, False):
-        model = getattr(sb3_dst, algo)("MlpPolicy", "Pendulum-v1", seed=3, evolution_interval=40, **small_kwargs)
+        model = getattr(sb3_dst, algo)(
+            "MlpPolicy", "Pendulum-v1", seed=3, evolution_interval=40, sparse_backend="masked", **small_kwargs
+        )  # the fused step serves the masked path
         model.fused_adam = fused
         model.learn(250)
         runs.append(model)

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import assert_same_outputs
 from gymnasium import spaces
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.buffers import NStepReplayBuffer
@@ -80,11 +81,10 @@ def test_policy_actor_and_critic_save_and_load_on_their_own(algo, part, small_kw
     with th.no_grad():
         if part == "critic":
             actions = th.zeros(16, 1)
-            assert all(th.equal(x, y) for x, y in zip(module(obs, actions), loaded(obs, actions), strict=True))
+            assert_same_outputs(module(obs, actions), loaded(obs, actions), model)
         else:
-            assert np.array_equal(
-                module.predict(obs.numpy(), deterministic=True)[0], loaded.predict(obs.numpy(), deterministic=True)[0]
-            )
+            predictions = (m.predict(obs.numpy(), deterministic=True)[0] for m in (module, loaded))
+            assert_same_outputs(*map(th.as_tensor, predictions), model)
 
 
 # --- 3. Dict observations and HER ------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from sb3_dst.common.policies import (
     check_topology,
     is_real,
 )
+from sb3_dst.common.sparse_backend import DenseGradientDue, check_backend, invalidate, set_backend
 from sb3_dst.common.topology import (
     DROP_FRACTION_SCHEDULES,
     GROWTH_CRITERIA,
@@ -172,6 +173,8 @@ class DSTMixin:
     #: Step Adam/AdamW with :mod:`sb3_dst.common.fused_adam` (bit for bit torch's step, and faster). Set it to
     #: False on a model to use torch's own ``optimizer.step()`` on masked gradients, for comparison.
     fused_adam: bool = True
+    #: The ``sparse_backend`` of a model built without one (the test suite may override it, see tests/conftest.py).
+    default_sparse_backend: ClassVar[str] = "auto"
     #: Store sparse layers compactly in :meth:`save` (their connections' values and bit-packed positions, with
     #: the optimizer state likewise). False writes SB3's dense format, which this package also loads.
     compact_saves: bool = True
@@ -207,6 +210,7 @@ class DSTMixin:
         target_pruning: str = "magnitude",
         pruning_start: int | None = None,
         pruning_end: int | None = None,
+        sparse_backend: str | None = None,
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
@@ -228,6 +232,7 @@ class DSTMixin:
             target_pruning=target_pruning,
             pruning_start=pruning_start,
             pruning_end=pruning_end,
+            sparse_backend=sparse_backend,
         )
         if _init_setup_model:
             self._setup_model()
@@ -236,7 +241,7 @@ class DSTMixin:
     def dst_keywords(cls) -> tuple[str, ...]:
         """The DST hyperparameters this algorithm takes (besides every keyword of SB3's base algorithm)."""
         accepted = {"evolve": EVOLUTION_KEYS, "prune": PRUNING_KEYS, "static": ()}[cls.topology_mode]
-        return (*TOPOLOGY_KEYS, *accepted, "target_pruning")
+        return (*TOPOLOGY_KEYS, *accepted, "target_pruning", "sparse_backend")
 
     @classmethod
     def _check_keywords(cls, kwargs: dict[str, Any]) -> None:
@@ -273,6 +278,7 @@ class DSTMixin:
         target_pruning: str = "magnitude",
         pruning_start: int | None = None,
         pruning_end: int | None = None,
+        sparse_backend: str | None = None,
     ) -> None:
         """Validate and store the DST hyperparameters (before the policy is built); errors name the keyword."""
         for key in (*TOPOLOGY_KEYS, "start_dense"):
@@ -290,6 +296,10 @@ class DSTMixin:
                 f"target_pruning must be one of {', '.join(map(repr, TARGET_PRUNING))}, got {target_pruning!r}"
             )
         self.target_pruning: str = target_pruning
+        #: Where sparse layers compute (:mod:`sb3_dst.common.sparse_backend`): "auto", "masked" or "sparse".
+        self.sparse_backend: str = check_backend(
+            type(self).default_sparse_backend if sparse_backend is None else sparse_backend
+        )
 
         given = {
             "drop_fraction": drop_fraction,
@@ -416,8 +426,39 @@ class DSTMixin:
             if (followers := [s for s in states_of_layer if id(s) not in kept])
         }
         self._refresh_size_records()
+        self._install_backend()
         self._grow_scores: dict[str, list[th.Tensor]] = {}
         self._flops_cache: tuple[tuple[Any, ...], FlopsBreakdown] | None = None
+
+    def _install_backend(self) -> None:
+        """Put every sparse layer, online and target, on ``sparse_backend`` (:mod:`sb3_dst.common.sparse_backend`).
+
+        An online layer computes on its mask; a target layer on its non-zeros together with its online layer's
+        mask (a Polyak update adds non-zeros only there, Algorithm 3 only removes them). The indices are rebuilt
+        after each topology change (:meth:`_invalidate_indices`) and whenever a state dict is loaded.
+        """
+        backend = getattr(self, "sparse_backend", "auto")  # models saved before the option
+        self._backend_layers: list[SparseLayer] = []
+        for name, (online_attr, target_attr) in self.networks.items():
+            online = getattr(self, online_attr)
+            due = DenseGradientDue(self, name) if self.growth == "gradient" else None
+            layers = sparse_layers(online)
+            for layer in layers:
+                set_backend(layer, backend, dense_grad_due=due)
+            self._backend_layers += layers
+            if target_attr is None:
+                continue
+            for layer, target in zip(layers, sparse_layers(getattr(self, target_attr)), strict=True):
+                set_backend(target, backend, support_of=_target_support(target, getattr(layer, MASK_NAME)))
+                self._backend_layers.append(target)
+
+    def _invalidate_indices(self) -> None:
+        """The topology changed: every sparse layer rebuilds its index at its next call."""
+        invalidate(self._backend_layers)
+
+    def _dense_gradient_due(self, network: str) -> bool:
+        """Whether this gradient step of ``network`` needs the dense weight gradient (RigL's growth is due)."""
+        return self.growth == "gradient" and self._evolution_due(network)
 
     def _owned_layers(self, online: Any, layers: list[SparseLayer]) -> list[SparseLayer]:
         """The ``layers`` of ``online`` (sparse or all weight layers) that it evolves and steps: all, except in a
@@ -573,6 +614,7 @@ class DSTMixin:
             "_flops_cache",
             "_grow_scores",
             "_saving_compact",
+            "_backend_layers",
         ]
 
     def save(
@@ -640,7 +682,7 @@ class DSTMixin:
         there decays by β2 per step and must not reach zero.
         """
         optimizer, layers = getattr(self, self.networks[network][0]).optimizer, self._sparse_layers[network]
-        if self.growth == "gradient" and self._evolution_due(network):
+        if self._dense_gradient_due(network):
             # RigL's criterion: |∂L/∂W| of the current batch, dense (absent positions included), kept for the
             # evolution that follows this step (the masked step may zero the gradient at absent positions).
             self._grow_scores[network] = [_dense_gradient_magnitude(layer) for layer in layers]
@@ -695,6 +737,7 @@ class DSTMixin:
             moved += int(changed.sum()) // 2
             total += int(mask.sum())
         settle_absent_state(optimizer, layers)  # dropped connections: zero first moment, unit second moment
+        self._invalidate_indices()
         fraction = moved / max(total, 1)
         self.last_changed_fraction[network] = fraction
         self.current_drop_fraction = eta
@@ -740,6 +783,7 @@ class DSTMixin:
             removed_total += n_removed
         if removed_total:
             settle_absent_state(optimizer, layers)
+            self._invalidate_indices()
             self._flops_cache = None
             self._refresh_size_records()
         fraction = removed_total / max(before, 1)
@@ -797,6 +841,15 @@ def _target_sparsity(target: SparseLayer, online_mask: th.Tensor, target_pruning
     if target_pruning == "online_mask":
         return OnlineMaskTarget(target.weight, online_mask)
     return TargetSparsity(target.weight, online_mask, int(online_mask.sum()))
+
+
+def _target_support(target: SparseLayer, online_mask: th.Tensor) -> Any:
+    """The connections a target layer computes on: its non-zeros and its online layer's mask."""
+
+    def support() -> th.Tensor:
+        return (target.weight != 0) | (online_mask > 0)
+
+    return support
 
 
 def _dense_gradient_magnitude(layer: SparseLayer) -> th.Tensor:

@@ -177,21 +177,26 @@ def _entry(
 _entries: weakref.WeakKeyDictionary[th.optim.Optimizer, dict[int, _Entry]] = weakref.WeakKeyDictionary()
 
 
-def fused_adam_step(optimizer: th.optim.Optimizer, masks: dict[int, th.Tensor]) -> list[th.Tensor]:
+def fused_adam_step(
+    optimizer: th.optim.Optimizer, masks: dict[int, th.Tensor], skip: set[int] | frozenset[int] = frozenset()
+) -> list[th.Tensor]:
     """Step every parameter of ``optimizer`` that the fused step reproduces exactly, as ``optimizer`` would.
 
     ``masks`` maps ``id(weight)`` to the mask of each sparse weight: its gradient is used masked (the gradient
     tensor is not changed). Only ``torch.optim.Adam``/``AdamW`` groups and CPU float32 parameters are fused,
     and only if :func:`fused_adam_matches_torch`; everything else is left to the caller.
 
+    :param skip: ids of parameters already stepped by the caller.
     :return: the parameters that were stepped (the caller must keep ``optimizer.step()`` from stepping them).
     """
     if type(optimizer) not in (th.optim.Adam, th.optim.AdamW) or not fused_adam_matches_torch():
         return []
-    return _fused_step(optimizer, masks)
+    return _fused_step(optimizer, masks, skip)
 
 
-def _fused_step(optimizer: th.optim.Optimizer, masks: dict[int, th.Tensor]) -> list[th.Tensor]:
+def _fused_step(
+    optimizer: th.optim.Optimizer, masks: dict[int, th.Tensor], skip: set[int] | frozenset[int] = frozenset()
+) -> list[th.Tensor]:
     moments, update = _load_kernels()
     f32 = np.float32
     stepped: list[th.Tensor] = []
@@ -205,6 +210,8 @@ def _fused_step(optimizer: th.optim.Optimizer, masks: dict[int, th.Tensor]) -> l
         lerp_weight, beta2_32, one_minus_beta2 = f32(1 - beta1), f32(beta2), f32(1 - beta2)
         for param in group["params"]:
             grad = param.grad
+            if id(param) in skip:
+                continue
             if grad is None or grad.is_sparse or not param.is_cpu or not _plain(grad, param):
                 continue
             if param.dtype != th.float32 or not param.is_contiguous():

@@ -95,7 +95,9 @@ def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[SparseLayer], fu
 
     The result is bit for bit that of masking the gradients of absent weights, then ``optimizer.step()``:
 
-    - With Adam or AdamW (and ``fused``), the parameters are stepped by
+    - With Adam or AdamW (and ``fused``), the weights of layers that compute on their connections (the
+      ``"sparse"`` backend) are stepped at those connections only
+      (:func:`sb3_dst.common.sparse_backend.sparse_adam_step`), the other parameters by
       :func:`sb3_dst.common.fused_adam.fused_adam_step` in two compiled passes each, instead of about nine torch
       operations; ``optimizer.step()`` runs only for what that leaves (or if step hooks are registered).
     - Otherwise the gradients are masked in place first (they are still in the CPU cache after the backward
@@ -104,8 +106,13 @@ def masked_step(optimizer: th.optim.Optimizer, layers: Sequence[SparseLayer], fu
       weights exactly at zero, weight decay included, and no second pass over the weights is needed. Any other
       optimizer gets its weights masked again after the step.
     """
+    from sb3_dst.common.sparse_backend import sparse_adam_step
+
     masks_by_weight = {id(layer.weight): getattr(layer, MASK_NAME) for layer in layers}
-    stepped = fused_adam_step(optimizer, masks_by_weight) if fused else []
+    # Layers on the sparse backend: Adam at their connections only (their gradient is zero elsewhere anyway).
+    sparse = sparse_adam_step(optimizer, layers) if fused else []
+    skip = {id(param) for param in sparse}
+    stepped = sparse + (fused_adam_step(optimizer, masks_by_weight, skip) if fused else [])
     done = {id(param) for param in stepped}
     grads, masks = [], []
     for layer in layers:

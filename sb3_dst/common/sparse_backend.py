@@ -1,0 +1,369 @@
+"""Where a sparse layer computes: on its dense masked weight (``"masked"``) or on its present connections only
+(``"sparse"``), per layer (``"auto"``).
+
+Every sparse layer stays an ``nn.Linear`` whose weight is a dense ``nn.Parameter`` with zeros at absent positions:
+SB3's ``save``/``load``, ``get_parameters``, export and the zoo see nothing new. With the sparse backend the layer
+(its class switched to :class:`SparseLinear`, still an ``nn.Linear``) runs three products on its connections only,
+with the kernels of :mod:`sb3_dst.common.sparse_kernels`:
+
+- forward, ``y = x Wᵀ + b``: each output row sums its connections (row order, CSR);
+- gradient with respect to the input, ``∂x = ∂y W``: each input column sums its connections (column order);
+- gradient of the weight at present connections only, ``∂W[o, i] = Σ_b ∂y[b, o] x[b, i]``; the other entries of
+  the gradient are zero. At a RigL evolution step (``growth="gradient"``) the dense gradient is computed instead,
+  since the growth criterion reads it everywhere.
+
+Activations pass between sparse layers feature-major (a B × n tensor with strides (1, B), the transpose of
+torch's usual layout): elementwise layers such as ReLU keep that layout, so no transposes are made in between.
+
+The index structures (:class:`SparseIndex`) are built lazily from the layer's *support* and dropped whenever the
+topology may have changed: after an evolution or pruning step, ``load_state_dict`` (hence SB3's ``load`` and
+``set_parameters``). An online layer's support is its mask. A target layer's is its non-zeros together with its
+online layer's mask: a Polyak update only creates non-zeros where the online layer has connections and
+Algorithm 3 only removes them, so between two evolutions the target's non-zeros stay inside that union.
+
+Adam and AdamW step the present connections only (:func:`sparse_adam_step`).
+
+``"auto"`` uses the sparse path for a layer when :func:`sparse_is_faster` says so for its density, shape and
+the batch of the call (the rule and its measurements: ``benchmarks/train_speed.py``); convolutions always stay on
+the masked path.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+from sb3_dst.common import sparse_kernels
+
+__all__ = [
+    "BACKENDS",
+    "SparseIndex",
+    "SparseLinear",
+    "check_backend",
+    "invalidate",
+    "set_backend",
+    "sparse_adam_step",
+    "sparse_is_faster",
+    "uses_sparse_kernels",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The choices of ``sparse_backend``.
+BACKENDS = ("auto", "masked", "sparse")
+
+#: The ``"auto"`` rule (measured with benchmarks/train_speed.py, see :func:`sparse_is_faster`).
+AUTO_MAX_DENSITY = 0.3
+AUTO_MIN_ENTRIES = 128 * 128
+AUTO_MIN_BATCH = 16
+
+
+def check_backend(value: Any) -> str:
+    """Validate a ``sparse_backend`` keyword. :raises ValueError: naming the choices."""
+    if value not in BACKENDS:
+        raise ValueError(f"sparse_backend must be one of {', '.join(map(repr, BACKENDS))}, got {value!r}")
+    return str(value)
+
+
+def sparse_is_faster(density: float, n_in: int, n_out: int, batch: int) -> bool:
+    """The ``"auto"`` rule: whether the sparse kernels beat torch's dense product for one layer and batch.
+
+    Sparse when the layer keeps at most ``AUTO_MAX_DENSITY`` of its entries, has at least ``AUTO_MIN_ENTRIES``
+    entries (below that a dense product costs a few microseconds, about what a kernel call's overhead costs),
+    and the batch has at least ``AUTO_MIN_BATCH`` rows (acting, batch 1, stays dense).
+    """
+    return density <= AUTO_MAX_DENSITY and n_in * n_out >= AUTO_MIN_ENTRIES and batch >= AUTO_MIN_BATCH
+
+
+@dataclass
+class SparseIndex:
+    """The connections of one layer in both orders, as flat positions into its out × in weight (int32).
+
+    ``row_ptr``/``row_src``/``row_pos``: for output row o, entries ``row_ptr[o]:row_ptr[o + 1]`` give the inputs
+    ``row_src`` and flat positions ``row_pos`` (= o·in + i) of its connections, inputs ascending.
+    ``col_ptr``/``col_src``/``col_pos``: the same by input column (``col_src`` are outputs).
+    """
+
+    row_ptr: th.Tensor
+    row_src: th.Tensor
+    row_pos: th.Tensor
+    col_ptr: th.Tensor
+    col_src: th.Tensor
+    col_pos: th.Tensor
+    n_out: int
+    n_in: int
+
+    @property
+    def nnz(self) -> int:
+        return int(self.row_pos.numel())
+
+    @property
+    def density(self) -> float:
+        return self.nnz / max(self.n_out * self.n_in, 1)
+
+    @classmethod
+    def from_support(cls, support: th.Tensor) -> SparseIndex:
+        """The index of the ``True`` (non-zero) entries of an out × in matrix."""
+        n_out, n_in = support.shape
+        if n_out * n_in >= 2**31:
+            raise ValueError(f"a {n_out}x{n_in} layer is too large for the sparse kernels' 32-bit positions")
+        rows, cols = support.nonzero(as_tuple=True)  # row-major order: inputs ascending within each row
+        row_ptr = th.zeros(n_out + 1, dtype=th.int64)
+        row_ptr[1:] = th.bincount(rows, minlength=n_out).cumsum(0)
+        positions = rows * n_in + cols
+        order = th.argsort(cols * n_out + rows)
+        col_ptr = th.zeros(n_in + 1, dtype=th.int64)
+        col_ptr[1:] = th.bincount(cols, minlength=n_in).cumsum(0)
+        as32 = lambda t: t.to(th.int32).contiguous()  # noqa: E731
+        return cls(
+            as32(row_ptr), as32(cols), as32(positions), as32(col_ptr), as32(rows[order]), as32(positions[order]),
+            n_out, n_in,
+        )  # fmt: skip
+
+
+class _LayerState:
+    """The sparse backend's state of one layer: backend, support, cached index and RigL's dense-gradient query."""
+
+    __slots__ = ("backend", "dense_grad_due", "index", "support_of")
+
+    def __init__(self, backend: str, support_of: Callable[[], th.Tensor]) -> None:
+        self.backend = backend
+        self.support_of = support_of
+        self.index: SparseIndex | None = None
+        self.dense_grad_due: Callable[[], bool] | None = None
+
+
+class _SparseLinearFunction(th.autograd.Function):
+    """y = x Wᵀ + b on the connections of ``index``; x arrives as B × in, y leaves as B × out (feature-major)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, layer: SparseLinear, index: SparseIndex
+    ) -> th.Tensor:
+        x_t = _feature_major(x)
+        y_t = th.empty(index.n_out, x_t.shape[1], dtype=x.dtype)
+        sparse_kernels.spmm(
+            index.row_ptr, index.row_src, index.row_pos, weight.detach(), None if bias is None else bias.detach(),
+            x_t, y_t,
+        )  # fmt: skip
+        ctx.save_for_backward(x_t, weight)
+        ctx.index, ctx.layer, ctx.has_bias = index, layer, bias is not None
+        return y_t.t()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: th.Tensor) -> tuple[th.Tensor | None, ...]:  # type: ignore[override]
+        x_t, weight = ctx.saved_tensors
+        index: SparseIndex = ctx.index
+        g_t = _feature_major(grad_output)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x_t = th.empty(index.n_in, g_t.shape[1], dtype=g_t.dtype)
+            sparse_kernels.spmm(index.col_ptr, index.col_src, index.col_pos, weight.detach(), None, g_t, grad_x_t)
+            grad_x = grad_x_t.t()
+        if ctx.needs_input_grad[1]:
+            state: _LayerState = ctx.layer._sparse_state
+            if state.dense_grad_due is not None and state.dense_grad_due():
+                grad_weight = g_t @ x_t.t()  # RigL's growth reads the gradient at absent positions too
+            else:
+                grad_weight = th.zeros_like(weight)
+                sparse_kernels.sddmm(index.row_ptr, index.row_src, index.row_pos, g_t, x_t, grad_weight)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = g_t.sum(dim=1)
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+def _feature_major(x: th.Tensor) -> th.Tensor:
+    """The n × B contiguous transpose of a B × n tensor, without a copy when it is laid out that way already."""
+    x_t = x.t()
+    return x_t if x_t.is_contiguous() else x_t.contiguous()
+
+
+class SparseLinear(nn.Linear):
+    """An ``nn.Linear`` that computes on its present connections when its backend says so.
+
+    Layers become this class through :func:`set_backend` (``layer.__class__`` is switched, so parameters,
+    buffers, hooks and ``state_dict`` are untouched) and go back to ``nn.Linear`` with ``"masked"``.
+    """
+
+    _sparse_state: _LayerState
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        index = self.sparse_index(x)
+        if index is None:
+            return F.linear(x, self.weight, self.bias)
+        if x.dim() != 2:
+            flat = x.reshape(-1, x.shape[-1])
+            return self.forward(flat).reshape(*x.shape[:-1], self.out_features)
+        return _SparseLinearFunction.apply(x, self.weight, self.bias, self, index)  # type: ignore[no-any-return]
+
+    def sparse_index(self, x: th.Tensor | None = None) -> SparseIndex | None:
+        """The index the next call on ``x`` computes with, or None if it takes the dense masked path."""
+        state = self.__dict__.get("_sparse_state")
+        if state is None or state.backend == "masked":
+            return None
+        if x is not None and (x.dtype != th.float32 or x.device.type != "cpu" or x.dim() < 1):
+            return None
+        if self.weight.dtype != th.float32 or self.weight.device.type != "cpu":
+            return None
+        if state.index is None:
+            with th.no_grad():
+                state.index = SparseIndex.from_support(state.support_of())
+        index = state.index
+        if state.backend == "auto":
+            batch = 1 if x is None else (x.numel() // max(x.shape[-1], 1))
+            if not sparse_is_faster(index.density, self.in_features, self.out_features, batch):
+                return None
+        return index
+
+    def __getstate__(self) -> dict[str, Any]:  # pickling or deep-copying keeps no index nor callbacks
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        state.pop("_sparse_state", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        self.__class__ = nn.Linear  # type: ignore[assignment]  # a copy is plain until set_backend is called
+
+
+@functools.cache
+def _log_once(message: str) -> None:
+    logger.warning("sb3-dst: %s", message)
+
+
+def _drop_index(module: nn.Module, *args: Any) -> None:
+    state = module.__dict__.get("_sparse_state")
+    if state is not None:
+        state.index = None
+
+
+def set_backend(
+    layer: nn.Module,
+    backend: str,
+    support_of: Callable[[], th.Tensor] | None = None,
+    dense_grad_due: Callable[[], bool] | None = None,
+) -> bool:
+    """Put one sparse layer on ``backend``; returns whether it can compute on its connections.
+
+    :param support_of: the boolean out × in matrix its connections are taken from (default: ``weight_mask > 0``).
+    :param dense_grad_due: asked during each backward pass: True when the full weight gradient is needed (RigL).
+    A layer the kernels cannot run (a convolution) stays on the masked path; with ``"sparse"`` that is logged
+    once per process.
+
+    :raises ValueError: for an unknown backend.
+    """
+    from sb3_dst.common.masking import MASK_NAME
+
+    check_backend(backend)
+    if not isinstance(layer, nn.Linear):
+        if backend == "sparse":
+            _log_once(
+                f"sparse_backend='sparse' computes fully connected layers on their connections; {type(layer).__name__} "
+                "layers stay on the masked path"
+            )
+        return False
+    if backend == "masked" or sparse_kernels.load_kernels() is None:
+        if type(layer) is SparseLinear:
+            layer.__dict__.pop("_sparse_state", None)
+            layer.__class__ = nn.Linear  # type: ignore[assignment]
+        return False
+    if support_of is None:
+        mask = getattr(layer, MASK_NAME)
+        support_of = lambda: mask > 0  # noqa: E731
+    layer.__class__ = SparseLinear
+    layer.__dict__["_sparse_state"] = _LayerState(backend, support_of)
+    layer.__dict__["_sparse_state"].dense_grad_due = dense_grad_due
+    if not getattr(layer, "_sparse_hook", False):
+        layer.register_load_state_dict_post_hook(_drop_index)
+        layer.__dict__["_sparse_hook"] = True
+    return True
+
+
+def invalidate(layers: Iterable[nn.Module]) -> None:
+    """Drop the index of each layer: rebuilt from its support at its next call (after a topology change)."""
+    for layer in layers:
+        _drop_index(layer)
+
+
+def uses_sparse_kernels(layer: nn.Module, batch: int) -> bool:
+    """Whether ``layer`` computes a batch of ``batch`` rows on its connections only (for tests and reports)."""
+    if type(layer) is not SparseLinear:
+        return False
+    example = th.empty(batch, layer.in_features)
+    return layer.sparse_index(example) is not None
+
+
+class DenseGradientDue:
+    """``dense_grad_due`` for the layers of one network: asks the model (held weakly) whether RigL's growth
+    needs this step's dense gradient."""
+
+    __slots__ = ("model", "network")
+
+    def __init__(self, model: Any, network: str) -> None:
+        self.model, self.network = weakref.ref(model), network
+
+    def __call__(self) -> bool:
+        model = self.model()
+        return model is not None and bool(model._dense_gradient_due(self.network))
+
+
+# --- Adam on present connections ------------------------------------------------------------------------------
+
+
+def sparse_adam_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Module]) -> list[th.Tensor]:
+    """Step the weights of ``layers`` that compute sparsely with Adam/AdamW at their connections only.
+
+    The arithmetic is torch's single-tensor Adam; entries outside the connections (weights, gradients, moments)
+    are not touched. Groups or states the kernel does not reproduce are left to the caller.
+
+    :return: the weights stepped (the caller must not step them again).
+    """
+    from sb3_dst.common.fused_adam import _settings
+
+    if type(optimizer) not in (th.optim.Adam, th.optim.AdamW):
+        return []
+    indices = {}
+    for layer in layers:
+        state = layer.__dict__.get("_sparse_state")
+        if type(layer) is SparseLinear and state is not None and state.index is not None:
+            indices[id(layer.weight)] = state.index.row_pos
+    if not indices:
+        return []
+    stepped = []
+    for group in optimizer.param_groups:
+        settings = _settings(optimizer, group)
+        if settings is None:
+            continue
+        lr, beta1, beta2, eps, weight_decay, decoupled = settings
+        decay, l2 = (1 - lr * weight_decay, 0.0) if decoupled else (1.0, weight_decay)
+        for param in group["params"]:
+            positions = indices.get(id(param))
+            grad = param.grad
+            if positions is None or grad is None or grad.dtype != th.float32 or not grad.is_contiguous():
+                continue
+            state = optimizer.state[param]
+            if not state:
+                scalar_dtype = th.float64 if th.get_default_dtype() == th.float64 else th.float32
+                state["step"] = th.tensor(0.0, dtype=scalar_dtype)
+                state["exp_avg"] = th.zeros_like(param, memory_format=th.preserve_format)
+                state["exp_avg_sq"] = th.zeros_like(param, memory_format=th.preserve_format)
+            exp_avg, exp_avg_sq, step_t = state.get("exp_avg"), state.get("exp_avg_sq"), state.get("step")
+            if not (isinstance(exp_avg, th.Tensor) and isinstance(exp_avg_sq, th.Tensor)) or step_t is None:
+                continue
+            if not (exp_avg.is_contiguous() and exp_avg_sq.is_contiguous()):
+                continue
+            step_t += 1
+            step = float(step_t)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+            scalars = (decay, l2, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps, -lr / bias_correction1)
+            sparse_kernels.adam(positions, param.detach(), grad, exp_avg, exp_avg_sq, scalars)
+            stepped.append(param)
+    return stepped

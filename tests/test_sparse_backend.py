@@ -1,0 +1,285 @@
+"""The sparse backend: its kernels against dense products, its layers against nn.Linear, and whole algorithms on
+both backends."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch as th
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stable_baselines3.common.logger import configure
+from torch import nn
+
+import sb3_dst
+from sb3_dst.common import sparse_kernels
+from sb3_dst.common.masking import MASK_NAME, add_mask, sparse_layers
+from sb3_dst.common.sparse_backend import (
+    SparseIndex,
+    SparseLinear,
+    set_backend,
+    sparse_adam_step,
+    sparse_is_faster,
+    uses_sparse_kernels,
+)
+
+pytestmark = pytest.mark.skipif(sparse_kernels.load_kernels() is None, reason="no C compiler for the kernels")
+
+
+def _support(rng: np.random.Generator, n_out: int, n_in: int, density: float, empty: bool) -> th.Tensor:
+    support = th.as_tensor(rng.random((n_out, n_in)) < density)
+    if empty and n_out > 1 and n_in > 1:  # rows and columns without any connection
+        support[rng.integers(n_out)] = False
+        support[:, rng.integers(n_in)] = False
+    return support
+
+
+def _close(actual: th.Tensor, expected: th.Tensor, what: str) -> None:
+    """Equal within float rounding: 1e-5 of the tensor's scale."""
+    scale = max(float(expected.abs().max()), 1e-6)
+    assert float((actual - expected).abs().max()) <= 1e-5 * scale, what
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_out=st.integers(1, 70),
+    n_in=st.integers(1, 70),
+    batch=st.sampled_from([1, 2, 3, 7, 16, 17, 33, 64, 127, 130, 257]),
+    density=st.sampled_from([0.0, 0.02, 0.1, 0.5, 1.0]),
+    empty=st.booleans(),
+    relu=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_kernels_match_dense_products(n_out, n_in, batch, density, empty, relu, seed):
+    """Forward (with bias and ReLU), input gradient and weight gradient at present connections, on random shapes,
+    densities, empty rows and columns, batch 1 and odd batches (the kernels' tails)."""
+    rng = np.random.default_rng(seed)
+    support = _support(rng, n_out, n_in, density, empty)
+    weight = th.as_tensor(rng.standard_normal((n_out, n_in)), dtype=th.float32) * support
+    bias = th.as_tensor(rng.standard_normal(n_out), dtype=th.float32)
+    x = th.as_tensor(rng.standard_normal((batch, n_in)), dtype=th.float32)
+    grad_y = th.as_tensor(rng.standard_normal((batch, n_out)), dtype=th.float32)
+    index = SparseIndex.from_support(support)
+    assert index.nnz == int(support.sum())
+
+    y_t = th.full((n_out, batch), float("nan"))
+    sparse_kernels.spmm(index.row_ptr, index.row_src, index.row_pos, weight, bias, x.t().contiguous(), y_t, relu)
+    expected = F.linear(x, weight, bias)
+    _close(y_t.t(), expected.relu() if relu else expected, "forward")
+
+    grad_x_t = th.full((n_in, batch), float("nan"))
+    sparse_kernels.spmm(index.col_ptr, index.col_src, index.col_pos, weight, None, grad_y.t().contiguous(), grad_x_t)
+    _close(grad_x_t.t(), grad_y @ weight, "input gradient")
+
+    grad_w = th.zeros(n_out, n_in)
+    sparse_kernels.sddmm(
+        index.row_ptr, index.row_src, index.row_pos, grad_y.t().contiguous(), x.t().contiguous(), grad_w
+    )
+    _close(grad_w, (grad_y.t() @ x) * support, "weight gradient")
+    assert bool((grad_w[~support] == 0).all())
+
+
+def test_index_lists_connections_in_row_and_column_order():
+    support = th.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 0]], dtype=th.bool)
+    index = SparseIndex.from_support(support)
+    assert index.row_ptr.tolist() == [0, 2, 2, 4]
+    assert index.row_src.tolist() == [0, 2, 0, 1] and index.row_pos.tolist() == [0, 2, 6, 7]
+    assert index.col_ptr.tolist() == [0, 2, 3, 4]
+    assert index.col_src.tolist() == [0, 2, 2, 0] and index.col_pos.tolist() == [0, 6, 7, 2]
+    assert index.density == pytest.approx(4 / 9)
+
+
+def _sparse_layer(n_in: int, n_out: int, density: float, backend: str = "sparse", seed: int = 0) -> nn.Linear:
+    th.manual_seed(seed)
+    layer = nn.Linear(n_in, n_out)
+    add_mask(layer, max(1, round(density * n_in * n_out)))
+    set_backend(layer, backend)
+    return layer
+
+
+@pytest.mark.parametrize("batch", [1, 5, 64])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_sparse_layer_computes_what_its_masked_linear_computes(batch, transposed):
+    """Values and all three gradients; inputs in torch's layout or feature-major (as a sparse layer leaves them),
+    and the next layer's input keeps the feature-major layout through a ReLU."""
+    layer = _sparse_layer(40, 30, 0.2)
+    reference = copy.deepcopy(layer)
+    assert type(layer) is SparseLinear and type(reference) is nn.Linear  # a copy is a plain layer
+    x = th.randn(batch, 40)
+    if transposed:
+        x = x.t().contiguous().t()
+    x_a, x_b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y = layer(x_a)
+    z = reference(x_b)
+    _close(y, z, "output")
+    if batch > 1:
+        assert y.t().is_contiguous() and th.relu(y).t().is_contiguous()  # feature-major, kept by ReLU
+    grad = th.randn(batch, 30)
+    (y * grad).sum().backward()
+    (z * grad).sum().backward()
+    mask = getattr(layer, MASK_NAME) > 0
+    _close(x_a.grad, x_b.grad, "input gradient")
+    _close(layer.weight.grad, reference.weight.grad * mask, "weight gradient")
+    assert bool((layer.weight.grad[~mask] == 0).all())  # present connections only
+    _close(layer.bias.grad, reference.bias.grad, "bias gradient")
+
+
+def test_a_sparse_layer_takes_any_leading_dimensions_and_gives_the_dense_gradient_when_asked():
+    layer = _sparse_layer(12, 9, 0.3)
+    reference = copy.deepcopy(layer)
+    x = th.randn(4, 6, 12)
+    _close(layer(x), reference(x), "3-d input")
+    state = layer._sparse_state
+    state.dense_grad_due = lambda: True  # RigL's evolution step: the gradient everywhere
+    x2 = th.randn(32, 12)
+    layer(x2).square().sum().backward()
+    reference(x2).square().sum().backward()
+    _close(layer.weight.grad, reference.weight.grad, "dense weight gradient")
+    assert bool((layer.weight.grad[getattr(layer, MASK_NAME) == 0] != 0).any())
+
+
+def test_the_index_follows_load_state_dict_and_a_masked_layer_is_plain():
+    layer = _sparse_layer(50, 40, 0.1)
+    x = th.randn(20, 50)
+    layer(x)  # builds the index
+    state = copy.deepcopy(layer.state_dict())
+    new_mask = (th.rand(40, 50) < 0.3).float()
+    state[MASK_NAME], state["weight"] = new_mask, th.randn(40, 50) * new_mask
+    layer.load_state_dict(state)
+    _close(layer(x), F.linear(x, state["weight"], state["bias"]), "after load_state_dict")  # stale index would fail
+    set_backend(layer, "masked")
+    assert type(layer) is nn.Linear
+
+
+def test_auto_picks_the_sparse_path_by_density_width_and_batch():
+    assert sparse_is_faster(0.1, 1024, 1024, 256) and not sparse_is_faster(0.6, 1024, 1024, 256)
+    assert not sparse_is_faster(0.1, 1024, 1024, 1)  # acting, one observation
+    assert not sparse_is_faster(0.1, 17, 64, 256)  # too small to gain
+    wide, dense_ish = _sparse_layer(256, 256, 0.05, "auto"), _sparse_layer(256, 256, 0.6, "auto")
+    assert uses_sparse_kernels(wide, 256) and not uses_sparse_kernels(wide, 1)
+    assert not uses_sparse_kernels(dense_ish, 256)
+
+
+def test_bad_backends_are_refused_and_convolutions_stay_masked():
+    with pytest.raises(ValueError, match="'auto', 'masked', 'sparse'"):
+        sb3_dst.DSTD3("MlpPolicy", "Pendulum-v1", sparse_backend="cuda")
+    with pytest.raises(ValueError, match="sparse_backend must be one of"):
+        set_backend(nn.Linear(3, 3), "dense")
+    conv = nn.Conv2d(2, 4, 3)
+    add_mask(conv, 30)
+    assert set_backend(conv, "sparse") is False and type(conv) is nn.Conv2d
+
+
+def test_adam_steps_only_the_present_connections_as_torch_does():
+    layer = _sparse_layer(30, 20, 0.25)
+    reference = copy.deepcopy(layer)
+    mask = getattr(layer, MASK_NAME)
+    optimizers = [th.optim.Adam(m.parameters(), lr=0.01, weight_decay=0.001) for m in (layer, reference)]
+    for _ in range(3):
+        x = th.randn(16, 30)
+        for module, optimizer in zip((layer, reference), optimizers, strict=True):
+            optimizer.zero_grad()
+            module(x).square().mean().backward()
+        reference.weight.grad.mul_(mask)
+        assert sparse_adam_step(optimizers[0], [layer]) == [layer.weight]
+        layer.weight.grad = None  # the bias is left to torch's step
+        optimizers[0].step()
+        optimizers[1].step()
+        _close(layer.weight, reference.weight, "weights")
+        _close(layer.bias, reference.bias, "bias")
+        assert bool((layer.weight[mask == 0] == 0).all())
+
+
+def _small(cls, backend, **kwargs):
+    return cls(
+        "MlpPolicy", "Pendulum-v1", seed=0, sparsity=0.8, learning_starts=10_000, batch_size=48,
+        policy_kwargs=dict(net_arch=[64, 64]), sparse_backend=backend, **kwargs,
+    )  # fmt: skip
+
+
+FAMILIES = ["DSTD3", "DSSAC", "DSDDPG", "DSTQC", "DSCrossQ", "StaticSAC", "PrunedTD3"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_one_gradient_step_gives_the_same_weights_on_both_backends(name):
+    """From the same state and batch, one train() step of the masked and of the sparse backend: every weight equal
+    within float rounding (1e-5 of each tensor's scale)."""
+    cls = getattr(sb3_dst, name)
+    models = [_small(cls, backend) for backend in ("masked", "sparse")]
+    for model in models:
+        model.learn(200)  # fills the buffer, no gradient step yet
+        model.set_logger(configure(None, [""]))
+    assert any(uses_sparse_kernels(layer, 48) for layer in sparse_layers(models[1].critic))
+    for model in models:
+        th.manual_seed(1)
+        np.random.seed(1)
+        model.train(gradient_steps=1, batch_size=48)
+    masked, sparse = (m.policy.state_dict() for m in models)
+    for key, value in masked.items():
+        if name == "DSCrossQ" and key.endswith(".bias") and "critic" in key:
+            # CrossQ's BatchRenorm removes a critic bias' effect: its gradient is rounding noise, which Adam's first
+            # step scales to ±lr on either backend. The weights around it are compared.
+            continue
+        _close(sparse[key], value, key)
+
+
+def test_the_same_seed_on_the_sparse_backend_repeats_bit_for_bit():
+    runs = []
+    for _ in range(2):
+        model = sb3_dst.DSSAC(
+            "MlpPolicy", "Pendulum-v1", seed=4, sparsity=0.8, learning_starts=50, batch_size=32,
+            policy_kwargs=dict(net_arch=[64, 64]), evolution_interval=25, growth="gradient", sparse_backend="sparse",
+        )  # fmt: skip
+        model.learn(160)
+        runs.append(model.policy.state_dict())
+    assert all(th.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("name", ["DSTD3", "DSSAC"])
+def test_targets_compute_on_their_connections_across_evolutions(name):
+    """After evolutions and target pruning, each sparse layer (online and target) computes what its dense weight
+    computes: a target index not rebuilt after an evolution would miss connections."""
+    model = getattr(sb3_dst, name)(
+        "MlpPolicy", "Pendulum-v1", seed=2, sparsity=0.8, learning_starts=40, batch_size=32,
+        policy_kwargs=dict(net_arch=[64, 64]), evolution_interval=15, sparse_backend="sparse",
+    )  # fmt: skip
+    model.learn(200)
+    assert model.num_evolutions >= 5
+    layers = [layer for module in (model.actor, model.critic, model.critic_target) for layer in sparse_layers(module)]
+    layers += sparse_layers(getattr(model, "actor_target", nn.Module()))
+    x = th.randn(32, 64)
+    online = {id(layer) for module in (model.actor, model.critic) for layer in sparse_layers(module)}
+    for layer in layers:
+        if layer.in_features == 64:
+            assert uses_sparse_kernels(layer, 32)
+            _close(layer(x), F.linear(x, layer.weight, layer.bias), "layer")
+        # Grown connections start at zero, so a stale index would still compute the same values: check the index.
+        index = layer.sparse_index(x[:, : layer.in_features])
+        positions = set(index.row_pos.tolist())
+        if id(layer) in online:
+            assert positions == set(th.nonzero(getattr(layer, MASK_NAME).flatten()).flatten().tolist())
+        else:  # a target: every non-zero is computed
+            assert set(th.nonzero(layer.weight.flatten()).flatten().tolist()) <= positions
+
+
+def test_save_and_load_keep_the_backend_and_the_predictions(tmp_path):
+    model = sb3_dst.DSTD3(
+        "MlpPolicy", "Pendulum-v1", seed=0, sparsity=0.8, learning_starts=40, batch_size=32,
+        policy_kwargs=dict(net_arch=[64, 64]), evolution_interval=20, sparse_backend="sparse",
+    )  # fmt: skip
+    model.learn(120)
+    model.save(tmp_path / "model")
+    loaded = sb3_dst.DSTD3.load(tmp_path / "model")
+    assert loaded.sparse_backend == "sparse"
+    obs = np.random.default_rng(0).uniform(-1, 1, (20, 3)).astype(np.float32)
+    with th.no_grad():
+        a = model.critic(th.as_tensor(obs), th.zeros(20, 1))
+        b = loaded.critic(th.as_tensor(obs), th.zeros(20, 1))
+    assert all(th.equal(x, y) for x, y in zip(a, b, strict=True))
+    masked = sb3_dst.DSTD3.load(tmp_path / "model", sparse_backend="masked")
+    assert masked.sparse_backend == "masked" and not any(
+        type(layer) is SparseLinear for layer in masked.policy.modules()
+    )
