@@ -2,6 +2,7 @@
 sb3-contrib's TQC and CrossQ."""
 
 from sb3_dst.common.callbacks import DSTCallback
+from sb3_dst.common.topology import matching_sparsity
 from sb3_dst.dscrossq import DSCrossQ, PrunedCrossQ, StaticCrossQ
 from sb3_dst.dsddpg import DSDDPG, PrunedDDPG, StaticDDPG
 from sb3_dst.dssac import DSSAC, PrunedSAC, StaticSAC
@@ -28,4 +29,5 @@ __all__ = [
     "StaticTD3",
     "StaticTQC",
     "__version__",
+    "matching_sparsity",
 ]

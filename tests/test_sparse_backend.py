@@ -283,3 +283,41 @@ def test_save_and_load_keep_the_backend_and_the_predictions(tmp_path):
     assert masked.sparse_backend == "masked" and not any(
         type(layer) is SparseLinear for layer in masked.policy.modules()
     )
+
+
+def test_matching_sparsity_gives_a_wide_network_the_connections_of_a_narrow_dense_one():
+    # HalfCheetah's critic: 17 + 6 inputs, one output. Dense 256-256: 23·256 + 256·256 + 256 weights.
+    target = 23 * 256 + 256 * 256 + 256
+    assert target == 71_680
+    # Uniform: round((1 - s)·23·1024) + round((1 - s)·1024²) + 1024 (the dense output layer) = 71 680
+    sparsity = sb3_dst.matching_sparsity(23, 1, [1024, 1024], [256, 256], distribution="uniform")
+    assert sparsity == pytest.approx(1 - (target - 1024) / (23 * 1024 + 1024**2), abs=1e-6)
+    assert 0.934 < sparsity < 0.9342
+    for distribution in ("erk", "uniform"):
+        sparsity = sb3_dst.matching_sparsity(23, 1, [1024, 1024], [256, 256], distribution=distribution)
+        model = sb3_dst.DSSAC(
+            "MlpPolicy", "HalfCheetah-v5", critic_sparsity=sparsity, actor_sparsity=0.5,
+            sparsity_distribution=distribution,
+            policy_kwargs=dict(net_arch=dict(pi=[64, 64], qf=[1024, 1024]), n_critics=1),
+        )  # fmt: skip
+        weights = [layer.weight for layer in model.critic.modules() if isinstance(layer, nn.Linear)]
+        assert abs(sum(int(th.count_nonzero(w)) for w in weights) - target) <= 2  # built as computed
+    with pytest.raises(ValueError, match="fewer connections"):
+        sb3_dst.matching_sparsity(23, 1, [128, 128], [256, 256])
+
+
+def test_a_benchmark_spec_can_ask_for_the_matching_sparsity():
+    from sb3_dst.benchmark.specs import AlgoSpec, resolve_hyperparams
+
+    spec = AlgoSpec.parse("DS-SAC:critic_sparsity='match:256-256',actor_sparsity=0.5")
+    params = resolve_hyperparams(spec, "HalfCheetah-v5", net_arch=None)
+    params["policy_kwargs"] = dict(net_arch=dict(pi=[256, 256], qf=[1024, 1024]))
+    params["critic_sparsity"] = "match:256-256"
+    from sb3_dst.benchmark.specs import _resolve_matching_sparsity
+
+    _resolve_matching_sparsity(params, "SAC", "HalfCheetah-v5")
+    assert params["critic_sparsity"] == pytest.approx(sb3_dst.matching_sparsity(23, 1, [1024, 1024], [256, 256]))
+    with pytest.raises(ValueError, match="ambiguous"):
+        resolve_hyperparams(AlgoSpec.parse("DS-SAC:sparsity='match:256-256'"), "HalfCheetah-v5")
+    with pytest.raises(ValueError, match="hidden widths"):
+        resolve_hyperparams(AlgoSpec.parse("DS-SAC:critic_sparsity='match:wide'"), "HalfCheetah-v5")

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sb3_dst.hyperparams import PAPER_SAC_TARGET_UPDATE
 
 __all__ = [
@@ -267,6 +269,57 @@ def load_zoo_hyperparams(directory: str | Path, algo: str, env_id: str) -> dict[
     return params
 
 
+#: Prefix of a sparsity value that matches a dense network's connection count, e.g. ``critic_sparsity='match:256-256'``.
+MATCH_PREFIX = "match:"
+
+
+def _resolve_matching_sparsity(params: dict[str, Any], dense: str, env_id: str) -> None:
+    """Replace ``actor_sparsity``/``critic_sparsity`` values ``'match:W1-W2'`` by the sparsity at which the network
+    has as many connections as a dense one with hidden layers W1-W2
+    (:func:`~sb3_dst.common.topology.matching_sparsity`, with the task's input and output sizes)."""
+    keys = [k for k, v in params.items() if isinstance(v, str) and v.startswith(MATCH_PREFIX)]
+    if not keys:
+        return
+    if "sparsity" in keys:
+        raise ValueError(
+            "sparsity='match:...' is ambiguous (actor and critic differ): use actor_sparsity and critic_sparsity"
+        )
+    import gymnasium as gym
+
+    from sb3_dst.common.topology import matching_sparsity
+
+    policy_kwargs = params.get("policy_kwargs") or {}
+    arch = policy_kwargs.get("net_arch")
+    if arch is None:
+        raise ValueError(f"{keys[0]}='match:...' needs the network's net_arch in policy_kwargs")
+    env = gym.make(env_id)
+    n_obs, n_act = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    env.close()
+    two_heads = dense in ("SAC", "TQC", "CrossQ")  # a Gaussian actor's mean and log-std layers
+    outputs = {
+        "actor_sparsity": ("pi", n_obs, n_act * (2 if two_heads else 1)),
+        "critic_sparsity": ("qf", n_obs + n_act, int(policy_kwargs.get("n_quantiles", 25)) if dense == "TQC" else 1),
+    }
+    for key in keys:
+        if key not in outputs:
+            raise ValueError(f"{key}='match:...': only actor_sparsity and critic_sparsity can match a dense network")
+        part, n_in, n_out = outputs[key]
+        hidden = arch[part] if isinstance(arch, dict) else arch
+        try:
+            dense_arch = [int(width) for width in params[key][len(MATCH_PREFIX) :].split("-")]
+        except ValueError:
+            raise ValueError(
+                f"{key}={params[key]!r}: expected 'match:' and hidden widths, e.g. 'match:256-256'"
+            ) from None
+        params[key] = round(
+            matching_sparsity(
+                n_in, n_out, hidden, dense_arch, bool(params.get("sparse_output_layer", False)),
+                params.get("sparsity_distribution", "erk"), float(params.get("erk_power_scale", 1.0)),
+            ),
+            6,
+        )  # fmt: skip
+
+
 def resolve_hyperparams(
     spec: AlgoSpec,
     env_id: str,
@@ -294,6 +347,7 @@ def resolve_hyperparams(
         params["learning_starts"] = learning_starts
     if net_arch is not None:
         params["policy_kwargs"] = {**params.get("policy_kwargs", {}), "net_arch": list(net_arch)}
+    _resolve_matching_sparsity(params, family(spec.base), env_id)
     try:
         json.dumps(params)
     except TypeError as error:

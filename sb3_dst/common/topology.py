@@ -24,6 +24,7 @@ The module is organised in three parts, so that methods can be added without tou
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
     "er_connection_count",
     "er_lambdas_for_sparsity",
     "erk_densities",
+    "matching_sparsity",
     "prune_smallest",
     "prune_to_k",
     "pruning_connection_count",
@@ -194,6 +196,54 @@ def connection_budgets(
         min(max(math.floor(d * math.prod(shape) + 0.5), 1), math.prod(shape))
         for d, shape in zip(densities, shapes, strict=True)
     ]
+
+
+def matching_sparsity(
+    n_in: int,
+    n_out: int,
+    net_arch: Sequence[int],
+    dense_net_arch: Sequence[int],
+    sparse_output_layer: bool = False,
+    distribution: str = "erk",
+    power_scale: float = 1.0,
+) -> float:
+    """The ``sparsity`` at which an MLP with hidden layers ``net_arch`` has as many connections as a dense MLP with
+    hidden layers ``dense_net_arch`` (the same inputs and outputs), e.g. 1024-1024 critics matching dense 256-256
+    ones (about 0.93 on HalfCheetah).
+
+    Connections are counted as the package builds the sparse network: the budgets of :func:`connection_budgets`
+    for its sparse layers (the hidden layers, and the output layer if ``sparse_output_layer``), plus every weight
+    of a dense output layer. Biases are not connections. The result is the sparsity whose count is closest to the
+    dense network's weights (found by bisection: the count never grows with the sparsity).
+
+    :raises ValueError: if even a dense ``net_arch`` has fewer connections than the dense network.
+    """
+    sizes = [int(n_in), *map(int, net_arch), int(n_out)]
+    dense_sizes = [int(n_in), *map(int, dense_net_arch), int(n_out)]
+    if min(sizes + dense_sizes) < 1:
+        raise ValueError(f"layer sizes must be positive, got {sizes} and {dense_sizes}")
+    target = sum(a * b for a, b in itertools.pairwise(dense_sizes))
+    shapes = list(itertools.pairwise(sizes))
+    sparse_shapes = shapes if sparse_output_layer else shapes[:-1]
+    fixed = 0 if sparse_output_layer else shapes[-1][0] * shapes[-1][1]
+    if not sparse_shapes:
+        raise ValueError("net_arch has no hidden layer to make sparse")
+
+    def connections(sparsity: float) -> int:
+        return fixed + sum(connection_budgets(sparse_shapes, sparsity, distribution, power_scale))
+
+    if connections(0.0) < target:
+        raise ValueError(f"a dense {list(net_arch)} network has fewer connections than a dense {list(dense_net_arch)}")
+    low, high = 0.0, 1.0 - 1e-9  # connections(low) >= target > connections(high), unless high already reaches it
+    if connections(high) >= target:
+        return high
+    for _ in range(60):
+        middle = (low + high) / 2
+        if connections(middle) >= target:
+            low = middle
+        else:
+            high = middle
+    return low if connections(low) - target <= target - connections(high) else high
 
 
 # --- Schedules: when and how much the topology changes --------------------------------------------------------
