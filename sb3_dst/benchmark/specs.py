@@ -17,13 +17,12 @@ import ast
 import copy
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from sb3_dst.hyperparams import PAPER_SAC_TARGET_UPDATE
 
@@ -293,7 +292,7 @@ def _resolve_matching_sparsity(params: dict[str, Any], dense: str, env_id: str) 
     if arch is None:
         raise ValueError(f"{keys[0]}='match:...' needs the network's net_arch in policy_kwargs")
     env = gym.make(env_id)
-    n_obs, n_act = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    n_obs, n_act = math.prod(env.observation_space.shape or ()), math.prod(env.action_space.shape or ())
     env.close()
     two_heads = dense in ("SAC", "TQC", "CrossQ")  # a Gaussian actor's mean and log-std layers
     outputs = {
