@@ -44,33 +44,35 @@ static inline float hsum(vec v) {
 void sb3dst_spmm(int64_t n_rows, int64_t batch, const int32_t *ptr, const int32_t *src, const int32_t *pos,
                  const float *weight, const float *bias, const float *S, float *D, int32_t relu) {
     const int64_t tile = NACC * VW;
-    for (int64_t r = 0; r < n_rows; r++) {
-        const int32_t start = ptr[r], end = ptr[r + 1];
-        const float b0 = bias ? bias[r] : 0.0f;
-        float *out = D + r * batch;
-        int64_t t = 0;
-        for (; t + tile <= batch; t += tile) {
+    const int64_t wide = batch - batch % tile;
+    /* Batch tiles outside the rows: a tile of S (n_src x tile) stays in the L2 cache while every row reads it. */
+    for (int64_t t = 0; t < wide; t += tile) {
+        for (int64_t r = 0; r < n_rows; r++) {
+            const int32_t start = ptr[r], end = ptr[r + 1];
             vec acc[NACC];
 #pragma GCC unroll 16
-            for (int j = 0; j < NACC; j++) acc[j] = splat(b0);
+            for (int j = 0; j < NACC; j++) acc[j] = splat(bias ? bias[r] : 0.0f);
             for (int32_t k = start; k < end; k++) {
                 const vec w = splat(weight[pos[k]]);
                 const float *s = S + (int64_t)src[k] * batch + t;
 #pragma GCC unroll 16
                 for (int j = 0; j < NACC; j++) acc[j] += w * load(s + j * VW);
             }
+            float *out = D + r * batch + t;
 #pragma GCC unroll 16
-            for (int j = 0; j < NACC; j++) {
-                vec v = acc[j];
-                if (relu) v = relu_v(v);
-                store(out + t + j * VW, v);
-            }
+            for (int j = 0; j < NACC; j++) store(out + j * VW, relu ? relu_v(acc[j]) : acc[j]);
         }
+    }
+    if (wide == batch) return;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const int32_t start = ptr[r], end = ptr[r + 1];
+        const float b0 = bias ? bias[r] : 0.0f;
+        float *out = D + r * batch;
+        int64_t t = wide;
         for (; t + VW <= batch; t += VW) {
             vec acc = splat(b0);
             for (int32_t k = start; k < end; k++) acc += splat(weight[pos[k]]) * load(S + (int64_t)src[k] * batch + t);
-            if (relu) acc = relu_v(acc);
-            store(out + t, acc);
+            store(out + t, relu ? relu_v(acc) : acc);
         }
         for (; t < batch; t++) {
             float acc = b0;
@@ -133,7 +135,8 @@ void sb3dst_sddmm(int64_t n_rows, int64_t batch, const int32_t *ptr, const int32
 /* One Adam (decoupled = 0) or AdamW (decoupled = 1) step at the listed flat positions only, with torch's
  * single-tensor arithmetic: g += λθ (Adam) or θ ← θ(1 − lr·λ) (AdamW); m ← lerp(m, g, 1 − β1);
  * v ← β2·v + (1 − β2)·g²; θ ← θ − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε). */
-void sb3dst_adam(int64_t n, const int32_t *pos, float *param, const float *grad, float *exp_avg, float *exp_avg_sq,
+void sb3dst_adam(int64_t n, const int32_t *restrict pos, float *restrict param, const float *restrict grad,
+                 float *restrict exp_avg, float *restrict exp_avg_sq,
                  float decay, float l2, float lerp_weight, float beta2, float one_minus_beta2,
                  float bias_correction2_sqrt, float eps, float negative_step_size) {
     const int small = fabsf(lerp_weight) < 0.5f;
@@ -149,15 +152,5 @@ void sb3dst_adam(int64_t n, const int32_t *pos, float *param, const float *grad,
         exp_avg[i] = m;
         exp_avg_sq[i] = v;
         param[i] = p + (negative_step_size * m) / (sqrtf(v) / bias_correction2_sqrt + eps);
-    }
-}
-
-/* target[pos[k]] ← target + τ·(online − target) at the listed positions (SB3's polyak_update arithmetic:
- * target·(1 − τ) + online·τ). */
-void sb3dst_polyak(int64_t n, const int32_t *pos, const float *online, float *target, float tau) {
-    const float keep = 1.0f - tau;
-    for (int64_t k = 0; k < n; k++) {
-        const int32_t i = pos[k];
-        target[i] = target[i] * keep + online[i] * tau;
     }
 }

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch as th
 
-__all__ = ["KernelsUnavailable", "adam", "load_kernels", "polyak", "sddmm", "spmm"]
+__all__ = ["KernelsUnavailable", "adam", "load_kernels", "sddmm", "spmm"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,7 @@ def _library() -> Any:
     library.sb3dst_spmm.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P, _P, ctypes.c_int32]
     library.sb3dst_sddmm.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P]
     library.sb3dst_adam.argtypes = [_I, _P, _P, _P, _P, _P, *([_F] * 8)]
-    library.sb3dst_polyak.argtypes = [_I, _P, _P, _P, _F]
-    for name in ("sb3dst_spmm", "sb3dst_sddmm", "sb3dst_adam", "sb3dst_polyak"):
+    for name in ("sb3dst_spmm", "sb3dst_sddmm", "sb3dst_adam"):
         getattr(library, name).restype = None
     return library
 
@@ -173,14 +172,4 @@ def adam(
         pos.numel(), _check(pos, th.int32, "pos"), _check(param, th.float32, "param"),
         _check(grad, th.float32, "grad"), _check(exp_avg, th.float32, "exp_avg"),
         _check(exp_avg_sq, th.float32, "exp_avg_sq"), *scalars,
-    )  # fmt: skip
-
-
-def polyak(pos: th.Tensor, online: th.Tensor, target: th.Tensor, tau: float) -> None:
-    """``target ← (1 − τ)·target + τ·online`` at the flat positions ``pos`` only."""
-    if online.shape != target.shape:
-        raise ValueError(f"polyak: shapes {tuple(online.shape)} and {tuple(target.shape)} differ")
-    _library().sb3dst_polyak(
-        pos.numel(), _check(pos, th.int32, "pos"), _check(online, th.float32, "online"),
-        _check(target, th.float32, "target"), float(tau),
     )  # fmt: skip

@@ -1,0 +1,307 @@
+"""Time per gradient step of ``train()`` on the masked and sparse backends (issue #26), and the per-layer
+measurements behind the ``"auto"`` rule.
+
+Two parts, one process, one torch thread, denormals flushed:
+
+- ``models``: for each model (DSSAC and DSCrossQ with 1024-1024 or 2048-2048 critics and a 256-256 actor, at
+  80, 90, 95 and 98 % sparsity, batch 256; DSTD3 with the paper's 256-256 networks, λ = (7, 64), batch 100),
+  ``train()`` of four versions with the same replay data: ``sparse_backend="masked"``, ``"sparse"``,
+  ``"auto"``, and SB3's (or sb3-contrib's) dense algorithm with the same network shapes. Blocks of
+  ``--steps`` gradient steps alternate between the four, ``--rounds`` times; each version's time per step is the
+  median over rounds, and each ratio the median of the per-round ratios (robust to a machine's drifts).
+- ``layers``: forward plus backward (input and weight gradients) of one sparse layer, torch's dense product on
+  the masked weight against the sparse kernels, over widths, batches and densities: where the kernels win.
+
+    python benchmarks/train_speed.py models --out benchmarks/results/train_speed/models.json
+    python benchmarks/train_speed.py layers --out benchmarks/results/train_speed/layers.json
+    python benchmarks/train_speed.py report --out benchmarks/results/train_speed
+
+Results are written after each model or layer, and a rerun skips what its JSON already holds (``--redo`` to time
+again). The report (``report.md``) states the issue's bars next to the measured ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from stable_baselines3.common.logger import configure
+from tqdm import tqdm
+
+import sb3_dst
+from sb3_dst.benchmark.worker import code_version, machine_info
+from sb3_dst.common.masking import sparse_layers
+
+BACKENDS = ("masked", "sparse", "auto")
+ENV_ID = "HalfCheetah-v5"
+
+
+def fill_buffers(models: list[Any], n: int, seed: int) -> None:
+    """The same ``n`` random-action transitions in every model's replay buffer."""
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    for _ in range(n):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        for model in models:
+            model.replay_buffer.add(
+                obs[None], next_obs[None], action[None], np.array([reward]), np.array([terminated]), [{}]
+            )
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    env.close()
+
+
+def model_specs() -> list[dict[str, Any]]:
+    """The models of the issue's bar: wide sparse SAC and CrossQ critics, and the paper's DSTD3."""
+    specs = []
+    for algo, dense in (("DSSAC", "SAC"), ("DSCrossQ", "CrossQ")):
+        for width in (1024, 2048):
+            for sparsity in (0.8, 0.9, 0.95, 0.98):
+                specs.append(
+                    dict(
+                        name=f"{algo} {width}-{width} critics, sparsity {sparsity}", algo=algo, dense=dense,
+                        width=width, sparsity=sparsity, batch_size=256,
+                    )
+                )  # fmt: skip
+    specs.append(dict(name="DSTD3 paper (256-256, λ = 7, 64)", algo="DSTD3", dense="TD3", width=256, batch_size=100))
+    return specs
+
+
+def build(spec: dict[str, Any], backend: str | None) -> Any:
+    """One version of ``spec``: a DST model on ``backend``, or the dense algorithm (``backend=None``)."""
+    if spec["algo"] == "DSTD3":
+        kwargs: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[256, 256]), learning_rate=1e-3)
+        sparse_kwargs: dict[str, Any] = dict(er_lambda=[7.0, 64.0])
+    else:
+        kwargs = dict(policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[spec["width"]] * 2)))
+        sparse_kwargs = dict(sparsity=spec["sparsity"])
+    kwargs.update(batch_size=spec["batch_size"], learning_starts=0, seed=0, device="cpu")
+    if backend is None:
+        if spec["dense"] == "CrossQ":
+            from sb3_contrib import CrossQ as dense_cls
+        else:
+            import stable_baselines3
+
+            dense_cls = getattr(stable_baselines3, spec["dense"])
+        model = dense_cls("MlpPolicy", ENV_ID, **kwargs)
+    else:
+        model = getattr(sb3_dst, spec["algo"])("MlpPolicy", ENV_ID, sparse_backend=backend, **sparse_kwargs, **kwargs)
+    model.set_logger(configure(None, [""]))
+    return model
+
+
+def time_models(out: Path, rounds: int, steps: int, redo: bool, only: str | None) -> None:
+    results = _load(out)
+    specs = [s for s in model_specs() if only is None or only in s["name"]]
+    for spec in tqdm(specs, desc="models", file=sys.stderr):
+        if spec["name"] in results["models"] and not redo:
+            continue
+        versions = {backend: build(spec, backend) for backend in BACKENDS}
+        versions["dense"] = build(spec, None)
+        fill_buffers(list(versions.values()), 2000, seed=0)
+        times: dict[str, list[float]] = {name: [] for name in versions}
+        for model in versions.values():  # warm-up: kernels loaded, indices built, optimizer states made
+            model.train(gradient_steps=2, batch_size=spec["batch_size"])
+        for round_ in range(rounds):
+            order = list(versions) if round_ % 2 == 0 else list(reversed(versions))
+            for name in order:
+                start = time.perf_counter()
+                versions[name].train(gradient_steps=steps, batch_size=spec["batch_size"])
+                times[name].append((time.perf_counter() - start) / steps)
+        per_step = {name: statistics.median(values) * 1e3 for name, values in times.items()}
+
+        def ratio(a: str, b: str, times: dict[str, list[float]] = times) -> float:
+            return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+
+        layers = [
+            dict(
+                shape=[layer.out_features, layer.in_features], density=_density(layer), kernels=_on_kernels(layer, spec)
+            )
+            for layer in sparse_layers(versions["auto"].critic)
+        ]
+        results["models"][spec["name"]] = dict(
+            spec=spec, ms_per_step=per_step, rounds=rounds, steps=steps,
+            masked_over_sparse=ratio("masked", "sparse"), masked_over_auto=ratio("masked", "auto"),
+            auto_over_masked=ratio("auto", "masked"), dense_over_sparse=ratio("dense", "sparse"),
+            critic_layers_auto=layers,
+        )  # fmt: skip
+        _save(out, results)
+
+
+def _density(layer: Any) -> float:
+    return float(layer.weight_mask.mean())
+
+
+def _on_kernels(layer: Any, spec: dict[str, Any]) -> bool:
+    from sb3_dst.common.sparse_backend import uses_sparse_kernels
+
+    return uses_sparse_kernels(layer, spec["batch_size"])
+
+
+def time_layers(out: Path, repeats: int, redo: bool) -> None:
+    """Forward + backward of one layer: torch's dense product on the masked weight vs the sparse kernels."""
+    from sb3_dst.common.masking import add_mask
+    from sb3_dst.common.sparse_backend import set_backend
+
+    results = _load(out)
+    grid = [
+        (width, batch, density)
+        for width in (256, 1024, 2048)
+        for batch in (16, 100, 256)
+        for density in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+    ]
+    for width, batch, density in tqdm(grid, desc="layers", file=sys.stderr):
+        key = f"{width}x{width} batch {batch} density {density}"
+        if key in results["layers"] and not redo:
+            continue
+        th.manual_seed(0)
+        layer = th.nn.Linear(width, width)
+        add_mask(layer, round(density * width * width))
+        set_backend(layer, "sparse")
+        weight, bias = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+        x = th.randn(batch, width, requires_grad=True)
+        grad = th.randn(batch, width)
+
+        def dense(x: th.Tensor = x, weight: th.Tensor = weight, bias: th.Tensor = bias, grad: th.Tensor = grad) -> None:
+            F.linear(x, weight, bias).backward(grad)
+
+        def sparse(layer: th.nn.Module = layer, x: th.Tensor = x, grad: th.Tensor = grad) -> None:
+            layer(x).backward(grad)
+
+        timings = {"dense": [], "sparse": []}
+        for function in (dense, sparse):
+            function()
+        for _ in range(repeats):
+            for name, function in (("dense", dense), ("sparse", sparse)):
+                start = time.perf_counter()
+                function()
+                timings[name].append(time.perf_counter() - start)
+        ms = {name: statistics.median(values) * 1e3 for name, values in timings.items()}
+        results["layers"][key] = dict(
+            width=width, batch=batch, density=density, ms=ms, dense_over_sparse=ms["dense"] / ms["sparse"]
+        )
+        _save(out, results)
+
+
+def _load(out: Path) -> dict[str, Any]:
+    if out.exists():
+        data = json.loads(out.read_text())
+        data.setdefault("models", {})
+        data.setdefault("layers", {})
+        return data
+    return {"models": {}, "layers": {}}
+
+
+def _save(out: Path, results: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results["machine"] = machine_info()
+    results["sb3_dst"] = code_version(Path(__file__))
+    results["torch_threads"] = th.get_num_threads()
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
+    os.replace(tmp, out)
+
+
+BARS = (
+    ("1024-1024 critics, sparsity 0.9", "masked_over_sparse", 2.0, "sparse at least 2x faster than masked"),
+    ("1024-1024 critics, sparsity 0.95", "masked_over_sparse", 3.5, "sparse at least 3.5x faster than masked"),
+)
+
+
+def write_report(directory: Path) -> Path:
+    """``report.md``: the models' times and ratios, the issue's bars, and the layers' break-even densities."""
+    lines = ["# Training speed: masked vs sparse backend", ""]
+    models = _load(directory / "models.json")
+    layers = _load(directory / "layers.json")
+    machine = models.get("machine") or layers.get("machine") or {}
+    lines += [
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('torch_cpu_capability', '?')}, one torch thread, "
+        f"denormals flushed; sb3-dst {models.get('sb3_dst', layers.get('sb3_dst', '?'))}.",
+        "",
+        "## Time per gradient step of train()",
+        "",
+        "Median over alternating rounds; ratios are medians of per-round ratios. `auto` layers: the critic's sparse "
+        "layers the auto rule puts on the kernels.",
+        "",
+        "| model | dense (ms) | masked (ms) | sparse (ms) | auto (ms) | masked / sparse | auto / masked | "
+        "dense / sparse | auto on kernels |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in models["models"].items():
+        ms = row["ms_per_step"]
+        on = sum(layer["kernels"] for layer in row["critic_layers_auto"])
+        lines.append(
+            f"| {name} | {ms['dense']:.1f} | {ms['masked']:.1f} | {ms['sparse']:.1f} | {ms['auto']:.1f} | "
+            f"{row['masked_over_sparse']:.2f}x | {row['auto_over_masked']:.3f} | {row['dense_over_sparse']:.2f}x | "
+            f"{on} of {len(row['critic_layers_auto'])} |"
+        )
+    lines += ["", "## The issue's bars", ""]
+    for algo in ("DSSAC", "DSCrossQ"):
+        for suffix, key, bar, text in BARS:
+            row = models["models"].get(f"{algo} {suffix}")
+            if row is not None:
+                verdict = "met" if row[key] >= bar else "NOT met"
+                lines.append(f"- {algo} {suffix}: {text}: {row[key]:.2f}x, {verdict}")
+    worst = max((row["auto_over_masked"], name) for name, row in models["models"].items()) if models["models"] else None
+    if worst is not None:
+        verdict = "met" if worst[0] <= 1.03 else "NOT met"
+        lines.append(f"- auto never more than 3 % slower than masked: worst {worst[0]:.3f} ({worst[1]}), {verdict}")
+    if layers["layers"]:
+        lines += [
+            "",
+            "## One layer, forward + backward: dense product / sparse kernels",
+            "",
+            "| width | batch | " + " | ".join(f"d={d}" for d in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in range(7)) + " |",
+        ]
+        for width in (256, 1024, 2048):
+            for batch in (16, 100, 256):
+                cells = []
+                for density in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
+                    row = layers["layers"].get(f"{width}x{width} batch {batch} density {density}")
+                    cells.append("" if row is None else f"{row['dense_over_sparse']:.2f}")
+                lines.append(f"| {width} | {batch} | " + " | ".join(cells) + " |")
+    path = directory / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("part", choices=["models", "layers", "report"])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file (models, layers) or directory (report)")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per model (default 6)")
+    parser.add_argument("--steps", type=int, default=6, help="gradient steps per block (default 6)")
+    parser.add_argument("--repeats", type=int, default=30, help="timings per layer setting (default 30)")
+    parser.add_argument("--only", default=None, help="time only the models whose name contains this text")
+    parser.add_argument("--redo", action="store_true", help="time again what the JSON already holds")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    if not th.set_flush_denormal(True):
+        print("warning: this CPU cannot flush denormals", file=sys.stderr)
+    if args.part == "models":
+        time_models(args.out, args.rounds, args.steps, args.redo, args.only)
+    elif args.part == "layers":
+        time_layers(args.out, args.repeats, args.redo)
+    else:
+        print(write_report(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
