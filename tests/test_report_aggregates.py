@@ -155,12 +155,15 @@ def test_learning_speed_in_the_report(tmp_path: Path) -> None:
         _write_run(tmp_path, "TD3", seed, [0.0, 0.0, *[20.0] * 10])
     _write_run(tmp_path, "DS-TD3", 0, [0.0, 19.0, *[21.0] * 10])  # 90 % (18) at step 200, 100 % at step 300
     _write_run(tmp_path, "DS-TD3", 1, [0.0] * 12)  # never
+    for seed in range(2):
+        _write_run(tmp_path, "Static-TD3", seed, [0.0] * 12)  # no seed ever reaches
     report = write_report(tmp_path).read_text()
     assert "| Fake-v0 | TD3 | 20 | 300, 300 | 300 [300, 300] | 25 % | 300, 300 | 300 [300, 300] | 25 % |" in report
     assert (
         "| Fake-v0 | DS-TD3 | 20 | 300, never | > 1.2k [300, > 1.2k], 1 of 2 seeds never | > 100 % | "
         "200, never | > 1.2k [200, > 1.2k], 1 of 2 seeds never | > 100 % |"
     ) in report
+    assert "| Fake-v0 | Static-TD3 | 20 | never, never | > 1.2k, all 2 seeds never | > 100 % |" in report
 
 
 def test_a_method_with_fewer_seeds_is_flagged(tmp_path: Path) -> None:

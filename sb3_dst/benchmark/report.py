@@ -858,6 +858,8 @@ def _reach_cell(steps: Sequence[float], budget: float) -> tuple[str, str, str]:
     speed = learning_speed(steps)
     never = sum(math.isinf(s) for s in steps)
     over = f"> {_steps(budget)}"
+    if never == len(steps):
+        return per_seed, f"{over}, {'all ' if never > 1 else ''}{never} seed{'s' if never > 1 else ''} never", "> 100 %"
     text = over if math.isinf(speed.value) else _steps(speed.value)
     text += f" [{_steps(speed.low) if not math.isinf(speed.low) else over}, "
     text += f"{_steps(speed.high) if not math.isinf(speed.high) else over}]"
@@ -955,7 +957,8 @@ def _aggregate_sections(
                       "baseline's mean final return on the task; shaded bands: 95 % stratified-bootstrap confidence "
                       "intervals of the IQM.", ""]  # fmt: skip
     else:
-        parts += ["None: no method here has a dense baseline with a positive mean final return on its task.", ""]
+        parts += ["None: no method here has its dense baseline run on the same task (or that baseline's mean final "
+                  "return is zero or negative).", ""]  # fmt: skip
     if skipped:
         parts += [f"Left out of the normalized aggregates: {', '.join(skipped)}, where a dense baseline's mean "
                   "final return is zero or negative (a ratio to it means nothing).", ""]  # fmt: skip
@@ -964,7 +967,8 @@ def _aggregate_sections(
     if speed:
         parts += [
             "For each seed, the first evaluation step whose return reaches the dense baseline's mean final return "
-            'on the task (the target), and 90 % of it; "never" if no evaluation within the budget Δ does. The '
+            'on the task (the target), and 90 % of it; "never" if no evaluation within the budget Δ does. One '
+            "evaluation at or above the target counts, so a noisy curve can reach it early. The "
             "median over seeds has a 95 % bootstrap interval over seeds; a median or bound beyond the budget reads "
             "\"> Δ\". The paper's claim to check: DS-TD3 reaches TD3's final performance with 40-50 % of the "
             "steps (at 1M steps). The dense baseline's own row shows when its seeds first reach their mean.",
