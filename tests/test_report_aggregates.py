@@ -145,6 +145,7 @@ def test_report_normalizes_to_the_dense_baseline(tmp_path: Path) -> None:
     assert (tmp_path / "sample_efficiency.png").stat().st_size > 10_000
     assert "shaded bands: 95 % stratified-bootstrap confidence intervals" in report
     assert "shaded bands: ± 1 std over seeds" in report
+    assert "bars: ± 1 std over seeds (population std); small dots: the seeds" in report  # return vs FLOPs
     assert "bootstrap seed 0" in report and "2,000 replicates" in report
     assert write_report(tmp_path).read_text() == report  # regenerates identically
 

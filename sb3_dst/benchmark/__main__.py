@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--algo", default="DS-TD3", help="swept algorithm (default DS-TD3)")
     ablation.add_argument("--baseline", default="TD3", help="dense baseline run next to it (default TD3; '' for none)")
     _add_run_options(ablation, algos=False)
-    report = sub.add_parser("report", help="write report.md and the learning-curve PNGs of an output directory")
+    report = sub.add_parser(
+        "report",
+        help="write report.md (tables, IQM/CI aggregates, learning speed) and its PNGs for an output directory",
+    )
     report.add_argument("--out", type=Path, required=True)
     report.add_argument("--title", default=None)
     _add_label_option(report)

@@ -1025,6 +1025,7 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
     if costs:
         parts += ["", "## Final return vs training FLOPs", ""]
         parts += [f"![{env}: return vs FLOPs](return_vs_flops_{env}.png)" for env in costs]
+        parts += ["", "Points: mean over seeds; bars: ± 1 std over seeds (population std); small dots: the seeds."]
     shares = [
         env
         for env in envs
@@ -1033,6 +1034,8 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
     if shares:
         parts += ["", "## Share of dense performance vs sparsity", ""]
         parts += [f"![{env}: share of dense vs sparsity](dense_share_{env}.png)" for env in shares]
+        parts += ["", "Points: mean over seeds of each seed's share of the dense baseline's mean; bars: ± 1 std over "
+                  "seeds (population std)."]  # fmt: skip
     path = out / "report.md"
     path.write_text("\n".join(parts) + "\n")
     return path
