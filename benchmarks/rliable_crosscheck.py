@@ -1,6 +1,6 @@
 """Check ``sb3_dst.benchmark.aggregates`` against rliable itself on random score tables.
 
-rliable 1.2.0 cannot be imported next to pandas 3 (it needs ``arch < 8``, which fails with pandas 3), so the report
+rliable 1.2.0 cannot be imported next to pandas 3 (it needs ``arch < 8``; arch 7.2.0 fails with pandas 3), so the report
 computes its statistics with NumPy; this script shows they are rliable's. Run it in a separate environment that
 has rliable and only NumPy besides (the aggregates module imports nothing else, and is loaded by its path):
 

@@ -1,9 +1,10 @@
 """Aggregate statistics of a benchmark in the manner of rliable (Agarwal et al., "Deep Reinforcement Learning at
 the Edge of the Statistical Precipice", NeurIPS 2021), written with NumPy only.
 
-Why not rliable itself: rliable 1.2.0 (the current release) requires ``arch < 8``, and every ``arch`` below 8
-fails to import with pandas 3 (``deprecate_kwarg() missing 1 required positional argument``), which is what a
-fresh install of this project gets. The definitions below are rliable's:
+Why not rliable itself: rliable 1.2.0 (the current release) requires ``arch < 8``; pip then picks arch 7.2.0,
+which fails to import with pandas 3 (``deprecate_kwarg() missing 1 required positional argument``), and pandas 3 is
+what a fresh install of this project gets (checked 2026-12-04). ``benchmarks/rliable_crosscheck.py`` compares the
+functions below with rliable in an environment pinned to ``pandas<3``. The definitions are rliable's:
 
 - **IQM**: the interquartile mean, the mean of the runs left after removing the lowest and the highest 25 %
   (``floor(0.25 n)`` runs at each end, as ``scipy.stats.trim_mean(x, 0.25)``) of all runs pooled over the tasks.
