@@ -783,17 +783,23 @@ def _plt() -> Any:
     return plt
 
 
+def _runs_tasks(runs: int, tasks: int) -> str:
+    return f"n={runs} run{'s' if runs != 1 else ''}, {tasks} task{'s' if tasks != 1 else ''}"
+
+
 def plot_performance_profile(normalized: Mapping[str, list[np.ndarray]], path: Path, labels: Labels = None) -> None:
     """One PNG: for each method, the fraction of runs whose final return over the dense baseline's mean exceeds τ,
     against τ, with its 95 % stratified-bootstrap band."""
     plt = _plt()
     top = max(float(np.max(t)) for tasks in normalized.values() for t in tasks)
-    taus = np.linspace(0.0, max(1.2, 1.05 * top), 121)
+    bottom = min(float(np.min(t)) for tasks in normalized.values() for t in tasks)
+    margin = 0.05 * max(top - bottom, 0.1)
+    taus = np.linspace(min(0.9, bottom - margin), max(1.1, top + margin), 161)
     fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(normalized)))
     for algo, tasks in normalized.items():
         value, low, high = performance_profile(tasks, taus)
         n = sum(len(t) for t in tasks)
-        (line,) = ax.plot(taus, value, label=f"{_label(algo, labels)} (n={n} runs, {len(tasks)} tasks)", linewidth=1.8)
+        (line,) = ax.plot(taus, value, label=f"{_label(algo, labels)} ({_runs_tasks(n, len(tasks))})", linewidth=1.8)
         ax.fill_between(taus, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.fill_between([], [], [], color="grey", alpha=0.2, label="shaded: 95 % stratified-bootstrap CI")
     ax.axvline(1.0, color="black", linewidth=1, linestyle="--", label="dense baseline's mean final return")
@@ -838,7 +844,7 @@ def plot_sample_efficiency(curves: Mapping[str, tuple], path: Path, labels: Labe
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(curves)))
     for algo, (steps, value, low, high, n, tasks) in curves.items():
-        (line,) = ax.plot(steps, value, label=f"{_label(algo, labels)} (n={n} runs, {tasks} tasks)", linewidth=1.8)
+        (line,) = ax.plot(steps, value, label=f"{_label(algo, labels)} ({_runs_tasks(n, tasks)})", linewidth=1.8)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.fill_between([], [], [], color="grey", alpha=0.2, label="shaded: 95 % stratified-bootstrap CI of the IQM")
     ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="dense baseline's mean final return")
