@@ -139,6 +139,7 @@ def test_report_normalizes_to_the_dense_baseline(tmp_path: Path) -> None:
     # IQM of 3 runs = their mean 4/3; P(DS-TD3 > TD3): 10 vs 10/20/30 gives 0.5 + 0 + 0, 30 gives 1 + 1 + 0.5,
     # 40 gives 3: 6 of 9 pairs
     assert "| DS-TD3 | TD3 | 1 | 3 | 1.33 [" in report and "| 0.67 [" in report
+    assert "| undecided (CI contains 0.5) |" in report  # 3 seeds each, overlapping
     assert "| TD3 | TD3 | 1 | 3 | 1.00 [" in report and "– (the baseline)" in report
     assert "| Fake-v0 | DS-TD3 | 3 | 27 ± 12 | 27 [" in report  # per task: mean ± std and the interval
     assert (tmp_path / "performance_profile.png").stat().st_size > 10_000
@@ -148,6 +149,17 @@ def test_report_normalizes_to_the_dense_baseline(tmp_path: Path) -> None:
     assert "bars: ± 1 std over seeds (population std); small dots: the seeds" in report  # return vs FLOPs
     assert "bootstrap seed 0" in report and "2,000 replicates" in report
     assert write_report(tmp_path).read_text() == report  # regenerates identically
+
+
+def test_probability_of_improvement_reading(tmp_path: Path) -> None:
+    for seed in range(3):
+        _write_run(tmp_path, "TD3", seed, [10.0 + seed] * 10)
+        _write_run(tmp_path, "DS-TD3", seed, [20.0 + seed] * 10)  # every run above every dense run
+        _write_run(tmp_path, "Static-TD3", seed, [1.0 + seed] * 10)  # every run below
+    report = write_report(tmp_path).read_text()
+    assert "| DS-TD3 | TD3 | 1 | 3 | 1.91 [" in report  # 21 / 11
+    assert "| 1.00 [1.00, 1.00] | above dense |" in report
+    assert "| 0.00 [0.00, 0.00] | below dense |" in report
 
 
 def test_learning_speed_in_the_report(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 from sb3_dst.benchmark.aggregates import (
     BOOTSTRAP_REPS,
     BOOTSTRAP_SEED,
+    Interval,
     bootstrap_curve,
     first_step_reaching,
     learning_speed,
@@ -743,6 +744,15 @@ def _is_dense(algo: str) -> bool:
     return _canonical(algo) == dense_counterpart(algo)
 
 
+def _poi_reading(poi: Interval) -> str:
+    """What a probability of improvement's interval says: above or below the dense baseline, or undecided."""
+    if poi.low > 0.5:
+        return "above dense"
+    if poi.high < 0.5:
+        return "below dense"
+    return "undecided (CI contains 0.5)"
+
+
 def _across_tasks_table(
     envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]
 ) -> tuple[str, dict[str, list[np.ndarray]]]:
@@ -758,19 +768,20 @@ def _across_tasks_table(
         tasks = [own / reference for own, _, reference in per_env.values()]
         normalized[algo] = tasks
         if _is_dense(algo):
-            improvement = "– (the baseline)"
+            improvement, reading = "– (the baseline)", "–"
         else:
-            improvement = probability_of_improvement(
+            poi = probability_of_improvement(
                 [own for own, _, _ in per_env.values()], [base for _, base, _ in per_env.values()]
-            ).format(".2f")
+            )
+            improvement, reading = poi.format(".2f"), _poi_reading(poi)
         base_names = sorted({_label(_baseline_of(env, algo, groups)[0] or "", labels) for env in per_env})
         rows.append([
             _label(algo, labels), ", ".join(base_names), str(len(tasks)), str(sum(len(t) for t in tasks)),
             stratified_bootstrap(tasks, "iqm").format(".2f"), stratified_bootstrap(tasks, "mean").format(".2f"),
-            improvement,
+            improvement, reading,
         ])  # fmt: skip
     header = ["Method", "dense baseline", "tasks", "runs", "IQM of R / dense [95 % CI]", "mean of R / dense [95 % CI]",
-              "P(method > dense) [95 % CI]"]  # fmt: skip
+              "P(method > dense) [95 % CI]", "reading"]  # fmt: skip
     return _table(header, rows), normalized
 
 
@@ -946,7 +957,9 @@ def _aggregate_sections(
             "same task (TD3 for the TD3 variants, SAC for the SAC ones, ...; see the Summary), so the dense "
             "baseline's mean is 1. P(method > dense) is the probability that a run of the method ends above a run "
             "of the dense baseline on the same task (ties count half), averaged over tasks; 0.5 means no "
-            "difference.",
+            'difference. "reading" says whether its interval lies above or below 0.5. With 3 seeds the bootstrap '
+            "understates the uncertainty: an interval of [0.00, 0.00] means every run of the method ended below "
+            "every dense run, not that the method is worse for certain.",
             "",
             table,
             "",
