@@ -235,3 +235,39 @@ def test_the_paper_column_appears_for_1m_step_runs(tmp_path: Path) -> None:
 def test_no_paper_column_below_the_paper_budget(tmp_path: Path) -> None:
     _write_run(tmp_path, "DS-TD3", 0, [5730.0] * 10, env_id="HalfCheetah-v5", total=100_000)
     assert PAPER_COLUMN not in write_report(tmp_path).read_text()
+
+
+def test_a_method_with_fewer_seeds_than_asked_is_flagged(tmp_path: Path) -> None:
+    # Every method has the same finished seed, but commands.txt asked for three; Static-TD3 has no finished run.
+    (tmp_path / "commands.txt").write_text(
+        "# 2026-12-04 18:00 UTC, commit abc1234\n"
+        "python -m sb3_dst.benchmark run --algos TD3 DS-TD3 Static-TD3 --envs Fake-v0 --seeds 0 1 2 --steps 1000 "
+        f"--out {tmp_path} --title 'Fake'\n"
+        f"python -m sb3_dst.benchmark report --out {tmp_path}\n"
+        "not a command line at all\n"
+    )
+    _write_run(tmp_path, "TD3", 0, [10.0] * 10)
+    _write_run(tmp_path, "DS-TD3", 0, [10.0] * 10)
+    short = seed_shortfalls(load_runs(tmp_path), tmp_path)
+    assert short == {
+        ("Fake-v0", "TD3"): ([0], [], [1, 2]),
+        ("Fake-v0", "DS-TD3"): ([0], [], [1, 2]),
+        ("Fake-v0", "Static-TD3"): ([], [], [0, 1, 2]),
+    }
+    report = write_report(tmp_path).read_text()
+    assert "| Fake-v0 | TD3 | 1 of 3 ⚠ |" in report and "| Fake-v0 | DS-TD3 | 1 of 3 ⚠ |" in report
+    assert "Static-TD3 on Fake-v0: no run finished; 0, 1, 2 not run" in report
+
+
+def test_requested_runs_of_run_and_ablation_command_lines() -> None:
+    from sb3_dst.benchmark.__main__ import requested_runs
+
+    run = requested_runs(["run", "--algos", "TD3", "--envs", "A-v0", "B-v0", "--seeds", "0", "1", "--steps", "10",
+                          "--out", "x"])  # fmt: skip
+    assert run == [("A-v0", "TD3", 0), ("A-v0", "TD3", 1), ("B-v0", "TD3", 0), ("B-v0", "TD3", 1)]
+    ablation = requested_runs(["ablation", "sparsity", "--envs", "A-v0", "--seeds", "3", "--steps", "10", "--out", "x"])
+    assert ablation == [("A-v0", algo, 3) for algo in
+                        ["TD3", "DS-TD3:sparsity=0.25", "DS-TD3:sparsity=0.5", "DS-TD3:sparsity=0.8"]]  # fmt: skip
+    assert requested_runs(["report", "--out", "x"]) == []
+    with pytest.raises(ValueError, match="not a benchmark command line"):
+        requested_runs(["run", "--envs", "A-v0"])

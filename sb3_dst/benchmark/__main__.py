@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import shlex
 import subprocess
 import sys
@@ -111,6 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ablation_variants(args: argparse.Namespace) -> list[str]:
+    """The variants an ``ablation`` command runs: the swept values, and its dense baseline first unless ''."""
+    key, default_values = ABLATIONS[args.kind]
+    algos = [f"{args.algo}:{key}={value}" for value in (args.values or default_values)]
+    if args.baseline:
+        algos.insert(0, args.baseline)
+    return algos
+
+
+def requested_runs(argv: Sequence[str]) -> list[tuple[str, str, int]]:
+    """The (env, variant, seed) of every run that a ``run`` or ``ablation`` command line (without the leading
+    ``python -m sb3_dst.benchmark``) asks for; [] for other commands. Raises ``ValueError`` if it does not parse."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            args = build_parser().parse_args(list(argv))
+    except SystemExit as error:
+        raise ValueError(f"not a benchmark command line: {shlex.join(argv)} ({stderr.getvalue().strip()})") from error
+    if args.command == "run":
+        algos = list(args.algos)
+    elif args.command == "ablation":
+        algos = _ablation_variants(args)
+    else:
+        return []
+    return [(env, algo, seed) for env in args.envs for algo in algos for seed in args.seeds]
+
+
 def _record_command(out: Path, argv: Sequence[str]) -> None:
     """Append the exact command, date and git commit to ``out/commands.txt`` (called only when a run starts)."""
     root = Path(__file__).resolve().parents[2]
@@ -176,13 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {path}" if path else f"no finished runs in {args.out}", file=sys.stderr)
         return 0 if path else 1
     if args.command == "ablation":
-        key, default_values = ABLATIONS[args.kind]
-        algos = [f"{args.algo}:{key}={value}" for value in (args.values or default_values)]
-        if args.baseline:
-            algos.insert(0, args.baseline)
         if args.title is None:
-            args.title = f"Ablation: {args.algo} {key}"
-        return _run(args, algos, argv)
+            args.title = f"Ablation: {args.algo} {ABLATIONS[args.kind][0]}"
+        return _run(args, _ablation_variants(args), argv)
     return _run(args, list(args.algos), argv)
 
 

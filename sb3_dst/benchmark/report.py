@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shlex
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -416,24 +417,63 @@ def _planned_seeds(out: Path | None) -> dict[tuple[str, str], set[int]]:
     return planned
 
 
+def _asked_seeds(out: Path | None) -> dict[tuple[str, str], set[int]]:
+    """The seeds that the ``run`` and ``ablation`` commands recorded in ``out/commands.txt`` asked for, by (env,
+    canonical variant text); lines that are not such commands are skipped."""
+    from sb3_dst.benchmark.__main__ import requested_runs
+
+    asked: dict[tuple[str, str], set[int]] = defaultdict(set)
+    path = None if out is None else Path(out) / "commands.txt"
+    if path is None or not path.exists():
+        return asked
+    for line in path.read_text().splitlines():
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        if "sb3_dst.benchmark" not in words or line.lstrip().startswith("#"):
+            continue
+        try:
+            runs = requested_runs(words[words.index("sb3_dst.benchmark") + 1 :])
+        except ValueError:
+            continue  # a line the harness of this version does not understand: nothing asked that can be checked
+        for env, algo, seed in runs:
+            try:
+                asked[env, _canonical(algo)].add(seed)
+            except ValueError:
+                continue
+    return asked
+
+
 def seed_shortfalls(
     runs: Sequence[Run], out: Path | None = None
 ) -> dict[tuple[str, str], tuple[list[int], list[int], list[int]]]:
     """Methods with fewer finished seeds than expected: ``{(env, variant): (finished, unfinished, not run)}``.
 
-    The seeds expected of a method on a task are those of its own run directories (``out/runs``, finished or not)
-    and the finished or planned seeds of every other method on that task: a method whose runs are still going or
-    were never started there is flagged, so its aggregate is not read as if it had as many runs as the others."""
+    The seeds expected of a method on a task are those the commands in ``out/commands.txt`` asked for, those of its
+    own run directories (``out/runs``, finished or not) and the finished or planned seeds of every other method on
+    that task: a method whose runs are still going or were never started is flagged, so its aggregate is not read
+    as if it had as many runs as asked. A method asked for with no finished run at all is included, with an empty
+    list of finished seeds."""
     planned = _planned_seeds(out)
+    asked = _asked_seeds(out)
     finished: dict[tuple[str, str], set[int]] = defaultdict(set)
     for run in runs:
         finished[run["env_id"], run["algo"]].add(int(run["seed"]))
     by_env: dict[str, set[int]] = defaultdict(set)
     for (env, _), seeds in [*finished.items(), *planned.items()]:
         by_env[env] |= seeds
+    canonical = {(env, _canonical(algo)): (env, algo) for env, algo in [*finished, *planned]}
+    expected: dict[tuple[str, str], set[int]] = {key: set(by_env[key[0]]) for key in finished}
+    for (env, name), seeds in asked.items():
+        key = canonical.get((env, name), (env, name))
+        expected[key] = expected.get(key, set(by_env[env])) | seeds
+    for key in planned:
+        expected.setdefault(key, set(by_env[key[0]]))
     short = {}
-    for key, done in finished.items():
-        missing = by_env[key[0]] - done
+    for key, seeds in expected.items():
+        done = finished.get(key, set())
+        missing = seeds - done
         if missing:
             unfinished = sorted(missing & planned.get(key, set()))
             short[key] = (sorted(done), unfinished, sorted(missing - set(unfinished)))
@@ -444,7 +484,8 @@ def _seed_notes(short: Mapping[tuple[str, str], tuple[list[int], list[int], list
     """A footnote per flagged method (:func:`seed_shortfalls`), "" if none."""
     notes = []
     for (env, algo), (done, unfinished, absent) in sorted(short.items()):
-        parts = [f"seed{'s' if len(done) > 1 else ''} {', '.join(map(str, done))} finished"]
+        finished = f"seed{'s' if len(done) > 1 else ''} {', '.join(map(str, done))} finished"
+        parts = [finished if done else "no run finished"]
         if unfinished:
             parts.append(f"{', '.join(map(str, unfinished))} not finished")
         if absent:
@@ -453,8 +494,9 @@ def _seed_notes(short: Mapping[tuple[str, str], tuple[list[int], list[int], list
     if not notes:
         return ""
     return (
-        f"{FEWER_SEEDS} Fewer seeds than the other methods of the task or than its run directories, so its mean, "
-        "std and intervals rest on fewer runs: " + ". ".join(notes) + "."
+        f"{FEWER_SEEDS} Fewer finished seeds than asked (`commands.txt`), than its run directories or than the other "
+        "methods of the task, so its mean, std and intervals rest on fewer runs (a method with no finished run is "
+        "in no table): " + ". ".join(notes) + "."
     )
 
 
