@@ -228,6 +228,10 @@ def test_the_paper_column_appears_for_1m_step_runs(tmp_path: Path) -> None:
     assert "## Side by side with the paper's Table 1" in report and PAPER_COLUMN in report
     assert "| HalfCheetah-v5 | TD3 | 1 | 5576 | 5576 [5576, 5576] | 11153 | 50 % |" in report  # 5576.5 / 11153
     assert "| HalfCheetah-v5 | DS-TD3 | 1 | 5730 | 5730 [5730, 5730] | 11460 | 50 % |" in report
+    _write_run(tmp_path, "Static-TD3", 0, [5292.0] * 10, env_id="HalfCheetah-v5", total=1_000_000)
+    _write_run(tmp_path, "Static-TD3", 1, [5292.0] * 2, env_id="HalfCheetah-v5", total=1_000_000, finished=False)
+    report = write_report(tmp_path).read_text()
+    assert "| HalfCheetah-v5 | Static-TD3 | 1 of 2 ⚠ | 5292 | 5292 [5292, 5292] | 10584 | 50 % |" in report
     paper_section = report.split("## Side by side with the paper's Table 1")[1].split("\n## ")[0]
     assert "Pendulum" not in paper_section and "sparsity=0.9" not in paper_section
 

@@ -954,7 +954,10 @@ def _learning_speed_table(envs: Sequence[str], algos: Sequence[str], groups: Gro
     return _table(header, rows) + note
 
 
-def _paper_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
+def _paper_table(
+    envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str],
+    short: Mapping[tuple[str, str], Any] | None = None,
+) -> str:  # fmt: skip
     """Our final returns beside the paper's Table 1, for runs of the paper's budget (1M steps) of TD3, Static-TD3
     and DS-TD3 without overrides on HalfCheetah, Walker2d and Hopper; "" when there are none."""
     rows = []
@@ -965,7 +968,7 @@ def _paper_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labe
         scores = [np.array([r["final_return"] for r in runs])]
         mean = float(np.mean(scores[0]))
         rows.append([
-            env, _label(algo, labels), str(len(runs)), _mean_std(list(scores[0]), ".0f"),
+            env, _label(algo, labels), _seeds_cell(env, algo, runs, short or {}), _mean_std(list(scores[0]), ".0f"),
             stratified_bootstrap(scores, "iqm").format(".0f"), f"{paper:.0f}", f"{100 * mean / paper:.0f} %",
         ])  # fmt: skip
     if not rows:
@@ -1067,7 +1070,7 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
     parts += [_settings(runs, algos, labels), "", *([baseline_line, ""] if baseline_line else [])]
     short = seed_shortfalls(runs, out)
     parts += ["## Summary", "", _summary_table(envs, algos, groups, labels, short), ""]
-    if paper := _paper_table(envs, algos, groups, labels):
+    if paper := _paper_table(envs, algos, groups, labels, short):
         parts += ["## Side by side with the paper's Table 1", "", paper, ""]
     parts += ["## Final return R (Table 2)", "", final, ""]
     parts += ["## Learning curve area, LCA (Eq. 10, Table 1)", "", lca, ""]
