@@ -19,8 +19,9 @@
 - Learning speed: per seed, the first evaluation step reaching the dense baseline's mean final return (and 90 % of
   it), "never" when no evaluation does; median over seeds with a bootstrap interval.
 - A method with fewer finished seeds than ``commands.txt`` asked for, than its run directories or than the other
-  methods of its task is flagged (⚠) with the missing seeds. Runs of 1M steps of TD3, Static-TD3 and DS-TD3 on HalfCheetah, Walker2d and Hopper
-  are shown beside the paper's Table 1 (:data:`PAPER_TABLE1`).
+  methods of its task is flagged (⚠) with the missing seeds.
+- Runs of 1M steps of TD3, Static-TD3 and DS-TD3 on HalfCheetah, Walker2d and Hopper are shown beside the paper's
+  Table 1 (:data:`PAPER_TABLE1`).
 
 Only finished runs (with ``done.json``) are read.
 
