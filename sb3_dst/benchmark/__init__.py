@@ -8,7 +8,9 @@ Run ``python -m sb3_dst.benchmark --help``. Subcommands:
   ``OUT/commands.txt``.
 - ``ablation interval|sparsity``: DS-TD3 with e ∈ {200, 500, 1000, 2000}, or sparsity ∈ {0.25, 0.5, 0.8}, next
   to dense TD3 (the paper's Figures 3 and 4).
-- ``report``: Markdown tables (final return, LCA, network size, FLOPs ratio) and learning-curve PNGs.
+- ``report``: Markdown tables (final return, LCA, network size, FLOPs ratio), rliable-style aggregates (IQM, mean,
+  probability of improvement with 95 % stratified-bootstrap intervals, performance profile, sample-efficiency
+  curve), the steps to reach the dense baseline's final return, and learning-curve PNGs.
 """
 
 from sb3_dst.benchmark.report import write_report

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import shlex
 import subprocess
 import sys
@@ -96,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--algo", default="DS-TD3", help="swept algorithm (default DS-TD3)")
     ablation.add_argument("--baseline", default="TD3", help="dense baseline run next to it (default TD3; '' for none)")
     _add_run_options(ablation, algos=False)
-    report = sub.add_parser("report", help="write report.md and the learning-curve PNGs of an output directory")
+    report = sub.add_parser(
+        "report",
+        help="write report.md (tables, IQM/CI aggregates, learning speed) and its PNGs for an output directory",
+    )
     report.add_argument("--out", type=Path, required=True)
     report.add_argument("--title", default=None)
     _add_label_option(report)
@@ -106,6 +111,33 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--checkpoint-freq", type=int, default=0)
     worker.add_argument("--checkpoint-dir", type=Path, default=None)
     return parser
+
+
+def _ablation_variants(args: argparse.Namespace) -> list[str]:
+    """The variants an ``ablation`` command runs: the swept values, and its dense baseline first unless ''."""
+    key, default_values = ABLATIONS[args.kind]
+    algos = [f"{args.algo}:{key}={value}" for value in (args.values or default_values)]
+    if args.baseline:
+        algos.insert(0, args.baseline)
+    return algos
+
+
+def requested_runs(argv: Sequence[str]) -> list[tuple[str, str, int]]:
+    """The (env, variant, seed) of every run that a ``run`` or ``ablation`` command line (without the leading
+    ``python -m sb3_dst.benchmark``) asks for; [] for other commands. Raises ``ValueError`` if it does not parse."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            args = build_parser().parse_args(list(argv))
+    except SystemExit as error:
+        raise ValueError(f"not a benchmark command line: {shlex.join(argv)} ({stderr.getvalue().strip()})") from error
+    if args.command == "run":
+        algos = list(args.algos)
+    elif args.command == "ablation":
+        algos = _ablation_variants(args)
+    else:
+        return []
+    return [(env, algo, seed) for env in args.envs for algo in algos for seed in args.seeds]
 
 
 def _record_command(out: Path, argv: Sequence[str]) -> None:
@@ -173,13 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {path}" if path else f"no finished runs in {args.out}", file=sys.stderr)
         return 0 if path else 1
     if args.command == "ablation":
-        key, default_values = ABLATIONS[args.kind]
-        algos = [f"{args.algo}:{key}={value}" for value in (args.values or default_values)]
-        if args.baseline:
-            algos.insert(0, args.baseline)
         if args.title is None:
-            args.title = f"Ablation: {args.algo} {key}"
-        return _run(args, algos, argv)
+            args.title = f"Ablation: {args.algo} {ABLATIONS[args.kind][0]}"
+        return _run(args, _ablation_variants(args), argv)
     return _run(args, list(args.algos), argv)
 
 

@@ -12,6 +12,17 @@
   run that has the same ones (``TD3:learning_rate=0.0003``) where there is one (:func:`dense_counterpart`); the
   report says when it had to fall back to the plain dense algorithm.
 
+- Aggregates (rliable's method, :mod:`sb3_dst.benchmark.aggregates`): per task, the IQM and mean final return with
+  95 % stratified-bootstrap intervals; across tasks, final returns normalized to the dense baseline's mean (IQM,
+  mean, the probability of improvement over the dense baseline), a performance profile and a sample-efficiency
+  curve (IQM over evaluation steps), each with its 95 % band. Fixed bootstrap seed: reports regenerate identically.
+- Learning speed: per seed, the first evaluation step reaching the dense baseline's mean final return (and 90 % of
+  it), "never" when no evaluation does; median over seeds with a bootstrap interval.
+- A method with fewer finished seeds than ``commands.txt`` asked for, than its run directories or than the other
+  methods of its task is flagged (⚠) with the missing seeds.
+- Runs of 1M steps of TD3, Static-TD3 and DS-TD3 on HalfCheetah, Walker2d and Hopper are shown beside the paper's
+  Table 1 (:data:`PAPER_TABLE1`).
+
 Only finished runs (with ``done.json``) are read.
 
 Display names: by default a variant is named by its text (``DS-TD3 (sparsity=0.95, growth='gradient', ...)``).
@@ -25,6 +36,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shlex
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +44,17 @@ from typing import Any
 
 import numpy as np
 
+from sb3_dst.benchmark.aggregates import (
+    BOOTSTRAP_REPS,
+    BOOTSTRAP_SEED,
+    Interval,
+    bootstrap_curve,
+    first_step_reaching,
+    learning_speed,
+    performance_profile,
+    probability_of_improvement,
+    stratified_bootstrap,
+)
 from sb3_dst.benchmark.specs import ALGORITHMS, DENSE_BASELINE, AlgoSpec, RunConfig, family
 from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS, read_json, write_text_atomic
 from sb3_dst.common.dst import EVOLUTION_KEYS, PRUNING_KEYS, TOPOLOGY_KEYS
@@ -41,16 +64,22 @@ __all__ = [
     "DST_KEYWORDS",
     "FINAL_WINDOW",
     "LABELS",
+    "PAPER_TABLE1",
     "SUMMARY_COLUMNS",
     "dense_counterpart",
     "dense_share_by_sparsity",
     "load_runs",
+    "normalized_scores",
     "plot_dense_share_vs_sparsity",
     "plot_learning_curves",
+    "plot_performance_profile",
     "plot_return_vs_flops",
+    "plot_sample_efficiency",
     "read_labels",
     "run_variants",
+    "sample_efficiency",
     "save_labels",
+    "seed_shortfalls",
     "summarize_run",
     "write_report",
 ]
@@ -98,6 +127,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
         "seed": config.seed,
         "total_timesteps": config.total_timesteps,
         "n_evaluations": len(returns),
+        "n_final": min(FINAL_WINDOW, len(returns)),
         "final_return": float(np.mean(returns[-FINAL_WINDOW:])),
         "lca": learning_curve_area(returns, total_timesteps=config.total_timesteps),
         "network_size": done["network_size"],
@@ -240,7 +270,7 @@ def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str], labels: Mapp
     lines = [
         f"- Budget Δ = {first.total_timesteps:,} environment steps per run; evaluation every "
         f"{first.eval_freq:,} steps, {first.eval_episodes} deterministic episodes; seeds {seeds}.",
-        f"- Final return: mean of the last {FINAL_WINDOW} evaluations per seed; tables give mean ± std over seeds.",
+        _final_window_line(runs),
         "- LCA (Eq. 10) = Σ_k R(t_k) / Δ over the evaluations (paper's scale when evaluating every 5000 steps).",
         "- FLOPs: multiply-adds executed in training (`sb3_dst.metrics.training_flops`, convention `executed`: "
         "backward = 2 × forward, sparse layers count existing connections, policy delay, targets, action "
@@ -256,6 +286,22 @@ def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str], labels: Mapp
         named = f" (`{algo}`)" if _canonical(algo) in labels else ""
         lines.append(f"- {_label(algo, labels)}{named}: `{json.dumps(params, sort_keys=True)}`")
     return "\n".join(lines)
+
+
+def _final_window_line(runs: Sequence[dict[str, Any]]) -> str:
+    """How many evaluations the final return averages: the last 10, or fewer where a run has fewer."""
+    used = sorted({run["n_final"] for run in runs})
+    if used == [FINAL_WINDOW]:
+        return (
+            f"- Final return: mean of the last {FINAL_WINDOW} evaluations per seed; tables give mean ± std over seeds."
+        )
+    counts = " or ".join(str(n) for n in used if n < FINAL_WINDOW)
+    short = sum(run["n_final"] < FINAL_WINDOW for run in runs)
+    return (
+        f"- Final return: mean of the last {FINAL_WINDOW} evaluations per seed where a run has them; "
+        f"{short} of {len(runs)} runs have fewer, so their final return averages all of their {counts} evaluations "
+        "(not the paper's window). Tables give mean ± std over seeds."
+    )
 
 
 def _denormal_line(runs: Sequence[dict[str, Any]]) -> str:
@@ -356,25 +402,153 @@ def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labe
     return _table(header, rows)
 
 
-def _summary_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
+#: Marks a share that cannot be computed because the dense baseline's mean is zero or negative.
+NONPOSITIVE = "–¹"
+#: Marks a method with fewer finished seeds than its task's other methods or than its run directories.
+FEWER_SEEDS = "⚠"
+
+
+def _planned_seeds(out: Path | None) -> dict[tuple[str, str], set[int]]:
+    """The seeds of every run directory under ``out/runs``, finished or not, by (env, variant)."""
+    planned: dict[tuple[str, str], set[int]] = defaultdict(set)
+    if out is not None:
+        for path in sorted((Path(out) / "runs").glob(f"*/{CONFIG}")):
+            config = read_json(path)
+            planned[config["env_id"], config["algo"]].add(int(config["seed"]))
+    return planned
+
+
+def _asked_seeds(out: Path | None) -> dict[tuple[str, str], set[int]]:
+    """The seeds that the ``run`` and ``ablation`` commands recorded in ``out/commands.txt`` asked for, by (env,
+    canonical variant text); lines that are not such commands are skipped."""
+    from sb3_dst.benchmark.__main__ import requested_runs
+
+    asked: dict[tuple[str, str], set[int]] = defaultdict(set)
+    path = None if out is None else Path(out) / "commands.txt"
+    if path is None or not path.exists():
+        return asked
+    for line in path.read_text().splitlines():
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        if "sb3_dst.benchmark" not in words or line.lstrip().startswith("#"):
+            continue
+        try:
+            runs = requested_runs(words[words.index("sb3_dst.benchmark") + 1 :])
+        except ValueError:
+            continue  # a line the harness of this version does not understand: nothing asked that can be checked
+        for env, algo, seed in runs:
+            try:
+                asked[env, _canonical(algo)].add(seed)
+            except ValueError:
+                continue
+    return asked
+
+
+def seed_shortfalls(
+    runs: Sequence[Run], out: Path | None = None
+) -> dict[tuple[str, str], tuple[list[int], list[int], list[int]]]:
+    """Methods with fewer finished seeds than expected: ``{(env, variant): (finished, unfinished, not run)}``.
+
+    The seeds expected of a method on a task are those the commands in ``out/commands.txt`` asked for, those of its
+    own run directories (``out/runs``, finished or not) and the finished or planned seeds of every other method on
+    that task: a method whose runs are still going or were never started is flagged, so its aggregate is not read
+    as if it had as many runs as asked. A method asked for with no finished run at all is included, with an empty
+    list of finished seeds."""
+    planned = _planned_seeds(out)
+    asked = _asked_seeds(out)
+    finished: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for run in runs:
+        finished[run["env_id"], run["algo"]].add(int(run["seed"]))
+    by_env: dict[str, set[int]] = defaultdict(set)
+    for (env, _), seeds in [*finished.items(), *planned.items()]:
+        by_env[env] |= seeds
+    canonical = {(env, _canonical(algo)): (env, algo) for env, algo in [*finished, *planned]}
+    expected: dict[tuple[str, str], set[int]] = {key: set(by_env[key[0]]) for key in finished}
+    for (env, name), seeds in asked.items():
+        key = canonical.get((env, name), (env, name))
+        expected[key] = expected.get(key, set(by_env[env])) | seeds
+    for key in planned:
+        expected.setdefault(key, set(by_env[key[0]]))
+    short = {}
+    for key, seeds in expected.items():
+        done = finished.get(key, set())
+        missing = seeds - done
+        if missing:
+            unfinished = sorted(missing & planned.get(key, set()))
+            short[key] = (sorted(done), unfinished, sorted(missing - set(unfinished)))
+    return short
+
+
+def _seed_notes(short: Mapping[tuple[str, str], tuple[list[int], list[int], list[int]]], labels: Labels) -> str:
+    """A footnote per flagged method (:func:`seed_shortfalls`), "" if none."""
+    notes = []
+    for (env, algo), (done, unfinished, absent) in sorted(short.items()):
+        finished = f"seed{'s' if len(done) > 1 else ''} {', '.join(map(str, done))} finished"
+        parts = [finished if done else "no run finished"]
+        if unfinished:
+            parts.append(f"{', '.join(map(str, unfinished))} not finished")
+        if absent:
+            parts.append(f"{', '.join(map(str, absent))} not run")
+        notes.append(f"{_label(algo, labels)} on {env}: " + "; ".join(parts))
+    if not notes:
+        return ""
+    return (
+        f"{FEWER_SEEDS} Fewer finished seeds than asked (`commands.txt`), than its run directories or than the other "
+        "methods of the task, so its mean, std and intervals rest on fewer runs (a method with no finished run is "
+        "in no table): " + ". ".join(notes) + "."
+    )
+
+
+def _seeds_cell(env: str, algo: str, runs: Sequence[Run], short: Mapping[tuple[str, str], Any]) -> str:
+    if (env, algo) not in short:
+        return str(len(runs))
+    done, unfinished, absent = short[env, algo]
+    return f"{len(done)} of {len(done) + len(unfinished) + len(absent)} {FEWER_SEEDS}"
+
+
+def _summary_table(
+    envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str],
+    short: Mapping[tuple[str, str], Any] | None = None,
+) -> str:  # fmt: skip
     """One row per task and method: seeds, final return and LCA (mean ± std), both as a share of the dense
-    baseline's mean (how much of dense performance survives), the training-FLOPs ratio and S."""
+    baseline's mean (how much of dense performance survives), the training-FLOPs ratio and S; footnotes under the
+    table explain each "–" and each flagged seed count."""
+    marks: set[str] = set()
 
     def share(runs: list[dict], base: list[dict], key: str) -> str:
-        reference = _mean(base, key) if base else 0.0
-        return f"{100 * _mean(runs, key) / reference:.0f} %" if reference > 0 else "–"
+        if not base:
+            marks.add("–")
+            return "–"
+        reference = _mean(base, key)
+        if reference <= 0:
+            marks.add(NONPOSITIVE)
+            return NONPOSITIVE
+        return f"{100 * _mean(runs, key) / reference:.0f} %"
 
     rows = []
     for env, algo, runs, base in _with_baseline(envs, algos, groups):
         rows.append([
-            env, _label(algo, labels), str(len(runs)),
+            env, _label(algo, labels), _seeds_cell(env, algo, runs, short or {}),
             _mean_std([r["final_return"] for r in runs], ".0f"), share(runs, base, "final_return"),
             _mean_std([r["lca"] for r in runs], ".3f"), share(runs, base, "lca"),
             f"{_mean(runs, 'flops') / _mean(base, 'flops'):.2f}×" if base else "–",
             f"{int(_mean(runs, 'network_size')):,}",
         ])  # fmt: skip
     header = ["Environment", "Method", "seeds", "final R", "R / dense", "LCA", "LCA / dense", "FLOPs ratio", "S"]
-    return _table(header, rows)
+    notes = []
+    if NONPOSITIVE in marks:
+        notes.append(
+            f"{NONPOSITIVE} The dense baseline's mean final return (or LCA) on this task is zero or negative: a share "
+            "of it would mean nothing (a better method would show a smaller or negative percentage), so compare the "
+            "returns themselves, and the probability of improvement below."
+        )
+    if "–" in marks:
+        notes.append("– No dense baseline of this method's family was run on this task.")
+    if short and (seed_note := _seed_notes(short, labels)):
+        notes.append(seed_note)
+    return _table(header, rows) + "".join(f"\n\n{note}" for note in notes)
 
 
 def _env_groups(runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str]) -> list[tuple[str, list[dict]]]:
@@ -386,7 +560,7 @@ def _env_groups(runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str
 def plot_learning_curves(
     runs: Sequence[Run], env_id: str, path: Path, algos: Sequence[str], title: str | None = None, labels: Labels = None
 ) -> None:
-    """One PNG: mean evaluation return over seeds per algorithm, shaded ± one std."""
+    """One PNG: mean evaluation return over seeds per algorithm, shaded ± one std (named in the legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -403,6 +577,8 @@ def plot_learning_curves(
         (line,) = ax.plot(x, mean, label=f"{_label(algo, labels)} (n={len(group)})", linewidth=1.8)
         if len(group) > 1:
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    if any(len(group) > 1 for _, group in groups):
+        ax.fill_between([], [], [], color="grey", alpha=0.2, label="shaded: mean ± 1 std over seeds")
     ax.set_xlabel("environment steps")
     episodes = runs[0]["config"].eval_episodes if runs else 0
     ax.set_ylabel(f"evaluation return (mean of {episodes} episode{'s' if episodes != 1 else ''})")
@@ -536,6 +712,340 @@ def plot_dense_share_vs_sparsity(
     return True
 
 
+# --- rliable-style aggregates (sb3_dst.benchmark.aggregates) ----------------------------------------------------
+
+#: The paper's Table 1 final returns (v3 environments, 1M steps, 5 seeds): ``{env base name: {method: return}}``.
+PAPER_TABLE1: dict[str, dict[str, float]] = {
+    "HalfCheetah": {"TD3": 11153, "Static-TD3": 10584, "DS-TD3": 11460},
+    "Walker2d": {"TD3": 4042, "Static-TD3": 3951, "DS-TD3": 4871},
+    "Hopper": {"TD3": 2185, "Static-TD3": 3571, "DS-TD3": 3587},
+}
+#: The step budget of the paper's runs: the paper's column appears only next to runs of this budget.
+PAPER_STEPS = 1_000_000
+PAPER_COLUMN = "Paper (Table 1, v3, 1M steps, 5 seeds)"
+
+
+def _steps(value: float) -> str:
+    """Environment steps, short: ``45k``, ``1M``, ``never``."""
+    if math.isinf(value):
+        return "never"
+    if value >= 1_000_000 and value % 100_000 == 0:
+        return f"{value / 1_000_000:g}M"
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
+def _interval_note(runs: Sequence[Run]) -> str:
+    fewest = min(len(group) for group in _group(runs)[2].values())
+    trim = (
+        " With fewer than 4 runs the IQM trims nothing and equals the mean; with 1 run the interval is a point."
+        if fewest < 4
+        else ""
+    )
+    return (
+        f"Intervals are 95 % stratified-bootstrap percentile intervals ({BOOTSTRAP_REPS:,} replicates resampling "
+        f"the seeds of each task, bootstrap seed {BOOTSTRAP_SEED}, so the report regenerates identically; rliable's "
+        "method, computed by `sb3_dst.benchmark.aggregates`). IQM = interquartile mean, the mean of the middle 50 % "
+        f"of the runs.{trim} With 3 seeds an interval is wide and only a large gap is evidence of a difference."
+    )
+
+
+def _per_task_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
+    rows = []
+    for env, algo, runs in _run_groups(envs, algos, groups):
+        scores = [np.array([r["final_return"] for r in runs])]
+        rows.append([
+            env, _label(algo, labels), str(len(runs)), _mean_std(list(scores[0]), ".0f"),
+            stratified_bootstrap(scores, "mean").format(".0f"), stratified_bootstrap(scores, "iqm").format(".0f"),
+        ])  # fmt: skip
+    header = ["Environment", "Method", "seeds", "final R, mean ± std (paper's column)", "mean [95 % CI]",
+              "IQM [95 % CI]"]  # fmt: skip
+    return _table(header, rows)
+
+
+def normalized_scores(
+    envs: Sequence[str], algos: Sequence[str], groups: Groups
+) -> tuple[dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]], list[str]]:
+    """Final returns normalized to the dense baseline: ``{variant: {env: (its final returns, its baseline's final
+    returns, the baseline's mean)}}`` over the tasks where the baseline was run and its mean final return is
+    positive; the normalized score of a run is its final return over that mean. Also returns the tasks left out
+    because a baseline's mean there is zero or negative."""
+    scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]] = defaultdict(dict)
+    skipped = []
+    for env, algo, runs, base in _with_baseline(envs, algos, groups):
+        if not base:
+            continue
+        reference = _mean(base, "final_return")
+        if reference <= 0:
+            skipped.append(env)
+            continue
+        own = np.array([r["final_return"] for r in runs])
+        scores[algo][env] = (own, np.array([r["final_return"] for r in base]), reference)
+    return dict(scores), sorted(set(skipped))
+
+
+def _is_dense(algo: str) -> bool:
+    return _canonical(algo) == dense_counterpart(algo)
+
+
+def _poi_reading(poi: Interval) -> str:
+    """What a probability of improvement's interval says: above or below the dense baseline, or undecided."""
+    if poi.low > 0.5:
+        return "above dense"
+    if poi.high < 0.5:
+        return "below dense"
+    return "undecided (CI contains 0.5)"
+
+
+def _across_tasks_table(
+    envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]
+) -> tuple[str, dict[str, list[np.ndarray]]]:
+    """Per method, over the tasks with a positive dense baseline: IQM and mean of the normalized final return and
+    P(method > dense baseline), each with its interval; also returns the normalized scores per method (one array
+    per task) for the performance profile."""
+    scores, _ = normalized_scores(envs, algos, groups)
+    rows, normalized = [], {}
+    for algo in algos:
+        if algo not in scores:
+            continue
+        per_env = scores[algo]
+        tasks = [own / reference for own, _, reference in per_env.values()]
+        normalized[algo] = tasks
+        if _is_dense(algo):
+            improvement, reading = "– (the baseline)", "–"
+        else:
+            poi = probability_of_improvement(
+                [own for own, _, _ in per_env.values()], [base for _, base, _ in per_env.values()]
+            )
+            improvement, reading = poi.format(".2f"), _poi_reading(poi)
+        base_names = sorted({_label(_baseline_of(env, algo, groups)[0] or "", labels) for env in per_env})
+        rows.append([
+            _label(algo, labels), ", ".join(base_names), str(len(tasks)), str(sum(len(t) for t in tasks)),
+            stratified_bootstrap(tasks, "iqm").format(".2f"), stratified_bootstrap(tasks, "mean").format(".2f"),
+            improvement, reading,
+        ])  # fmt: skip
+    header = ["Method", "dense baseline", "tasks", "runs", "IQM of R / dense [95 % CI]", "mean of R / dense [95 % CI]",
+              "P(method > dense) [95 % CI]", "reading"]  # fmt: skip
+    return _table(header, rows), normalized
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _runs_tasks(runs: int, tasks: int) -> str:
+    return f"n={runs} run{'s' if runs != 1 else ''}, {tasks} task{'s' if tasks != 1 else ''}"
+
+
+def plot_performance_profile(normalized: Mapping[str, list[np.ndarray]], path: Path, labels: Labels = None) -> None:
+    """One PNG: for each method, the fraction of runs whose final return over the dense baseline's mean exceeds τ,
+    against τ, with its 95 % stratified-bootstrap band."""
+    plt = _plt()
+    top = max(float(np.max(t)) for tasks in normalized.values() for t in tasks)
+    bottom = min(float(np.min(t)) for tasks in normalized.values() for t in tasks)
+    margin = 0.05 * max(top - bottom, 0.1)
+    taus = np.linspace(min(0.9, bottom - margin), max(1.1, top + margin), 161)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(normalized)))
+    for algo, tasks in normalized.items():
+        value, low, high = performance_profile(tasks, taus)
+        n = sum(len(t) for t in tasks)
+        (line,) = ax.plot(taus, value, label=f"{_label(algo, labels)} ({_runs_tasks(n, len(tasks))})", linewidth=1.8)
+        ax.fill_between(taus, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.fill_between([], [], [], color="grey", alpha=0.2, label="shaded: 95 % stratified-bootstrap CI")
+    ax.axvline(1.0, color="black", linewidth=1, linestyle="--", label="dense baseline's mean final return")
+    ax.set_xlabel("τ, final return / dense baseline's mean final return on the task")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_title("Performance profile (final return normalized to the dense baseline)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def sample_efficiency(
+    envs: Sequence[str], algos: Sequence[str], groups: Groups
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]]:
+    """Per method, the IQM over runs and tasks of the evaluation return normalized to the dense baseline's mean
+    final return, at each evaluation step that all its runs share: ``{variant: (steps, iqm, low, high, runs,
+    tasks)}`` (tasks with a positive dense baseline only)."""
+    scores, _ = normalized_scores(envs, algos, groups)
+    curves = {}
+    for algo, per_env in scores.items():
+        group_runs = {env: groups[env, algo] for env in per_env}
+        common = set.intersection(*(set(r["timesteps"].tolist()) for runs in group_runs.values() for r in runs))
+        steps = np.array(sorted(common))
+        if len(steps) == 0:
+            continue
+        tasks = []
+        for env, runs in group_runs.items():
+            reference = per_env[env][2]
+            rows = [r["returns"][np.searchsorted(r["timesteps"], steps)] / reference for r in runs]
+            tasks.append(np.stack(rows))
+        value, low, high = bootstrap_curve(tasks, "iqm")
+        curves[algo] = (steps, value, low, high, sum(len(t) for t in tasks), len(tasks))
+    return curves
+
+
+def plot_sample_efficiency(curves: Mapping[str, tuple], path: Path, labels: Labels = None) -> None:
+    """One PNG of :func:`sample_efficiency`: IQM of the normalized return over steps, 95 % CI bands."""
+    plt = _plt()
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(curves)))
+    for algo, (steps, value, low, high, n, tasks) in curves.items():
+        (line,) = ax.plot(steps, value, label=f"{_label(algo, labels)} ({_runs_tasks(n, tasks)})", linewidth=1.8)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.fill_between([], [], [], color="grey", alpha=0.2, label="shaded: 95 % stratified-bootstrap CI of the IQM")
+    ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="dense baseline's mean final return")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("IQM of evaluation return / dense final return")
+    ax.set_title("Sample efficiency: IQM over runs and tasks, normalized to the dense baseline")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _reach_cell(steps: Sequence[float], budget: float) -> tuple[str, str, str]:
+    """(per-seed steps, median [95 % CI], median as a share of the budget) of the steps to reach a target."""
+    per_seed = ", ".join(_steps(s) for s in steps)
+    speed = learning_speed(steps)
+    never = sum(math.isinf(s) for s in steps)
+    over = f"> {_steps(budget)}"
+    if never == len(steps):
+        return per_seed, f"{over}, {'all ' if never > 1 else ''}{never} seed{'s' if never > 1 else ''} never", "> 100 %"
+    text = over if math.isinf(speed.value) else _steps(speed.value)
+    text += f" [{_steps(speed.low) if not math.isinf(speed.low) else over}, "
+    text += f"{_steps(speed.high) if not math.isinf(speed.high) else over}]"
+    if never:
+        text += f", {never} of {len(steps)} seed{'s' if len(steps) > 1 else ''} never"
+    share = "> 100 %" if math.isinf(speed.value) else f"{100 * speed.value / budget:.0f} %"
+    return per_seed, text, share
+
+
+def _learning_speed_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str]) -> str:
+    """Per task and method: the evaluation step at which each seed first reaches the dense baseline's mean final
+    return (and 90 % of it), with the median over seeds and its interval."""
+    rows = []
+    nonpositive = False
+    for env, algo, runs, base in _with_baseline(envs, algos, groups):
+        if not base:
+            continue
+        target = _mean(base, "final_return")
+        budget = float(max(r["total_timesteps"] for r in runs))
+        full = _reach_cell([first_step_reaching(r["timesteps"], r["returns"], target) for r in runs], budget)
+        if target > 0:
+            ninety = _reach_cell([first_step_reaching(r["timesteps"], r["returns"], 0.9 * target) for r in runs],
+                                 budget)  # fmt: skip
+        else:
+            nonpositive = True
+            ninety = (NONPOSITIVE, NONPOSITIVE, NONPOSITIVE)
+        rows.append([env, _label(algo, labels), f"{target:.0f}", *full, *ninety])
+    if not rows:
+        return ""
+    header = ["Environment", "Method", "target: dense final R", "steps to 100 % (per seed)", "median [95 % CI]",
+              "share of Δ", "steps to 90 % (per seed)", "median [95 % CI]", "share of Δ"]  # fmt: skip
+    note = f"\n\n{NONPOSITIVE} 90 % of a zero or negative return is not below it: not computed." if nonpositive else ""
+    return _table(header, rows) + note
+
+
+def _paper_table(
+    envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str],
+    short: Mapping[tuple[str, str], Any] | None = None,
+) -> str:  # fmt: skip
+    """Our final returns beside the paper's Table 1, for runs of the paper's budget (1M steps) of TD3, Static-TD3
+    and DS-TD3 without overrides on HalfCheetah, Walker2d and Hopper; "" when there are none."""
+    rows = []
+    for env, algo, runs in _run_groups(envs, algos, groups):
+        paper = PAPER_TABLE1.get(env.partition("-")[0], {}).get(_canonical(algo))
+        if paper is None or any(r["total_timesteps"] != PAPER_STEPS for r in runs):
+            continue
+        scores = [np.array([r["final_return"] for r in runs])]
+        mean = float(np.mean(scores[0]))
+        rows.append([
+            env, _label(algo, labels), _seeds_cell(env, algo, runs, short or {}), _mean_std(list(scores[0]), ".0f"),
+            stratified_bootstrap(scores, "iqm").format(".0f"), f"{paper:.0f}", f"{100 * mean / paper:.0f} %",
+        ])  # fmt: skip
+    if not rows:
+        return ""
+    header = ["Environment", "Method", "seeds", "ours: final R, mean ± std", "ours: IQM [95 % CI]", PAPER_COLUMN,
+              "ours / paper"]  # fmt: skip
+    return _table(header, rows) + (
+        "\n\nThe paper's numbers are mean returns over the last 10 evaluations of 5 seeds on the v3 environments "
+        "(mujoco-py); ours are the same statistic on the environment versions named in the first column, with the "
+        "seeds counted in the table. Different environment versions and seed counts: read the comparison as a "
+        "check of the order of magnitude and of the ranking, not as a test."
+    )
+
+
+def _aggregate_sections(
+    out: Path, envs: Sequence[str], algos: Sequence[str], groups: Groups, labels: Mapping[str, str], runs: list[Run]
+) -> list[str]:
+    """The report's rliable-style sections (per task, across tasks, the two plots) and its learning-speed section,
+    as Markdown lines; writes ``performance_profile.png`` and ``sample_efficiency.png`` where there is a dense
+    baseline to normalize to."""
+    parts = ["## Aggregates with 95 % confidence intervals", "", _interval_note(runs), ""]
+    parts += ["**Per task: final return R**", "", _per_task_table(envs, algos, groups, labels), ""]
+    table, normalized = _across_tasks_table(envs, algos, groups, labels)
+    _, skipped = normalized_scores(envs, algos, groups)
+    parts += ["**Across tasks: final return normalized to the dense baseline (R / dense)**", ""]
+    for name in ("performance_profile.png", "sample_efficiency.png"):
+        (out / name).unlink(missing_ok=True)  # a plot of an earlier report must not outlive its data
+    if normalized:
+        parts += [
+            "Each run's final return is divided by the mean final return of its family's dense baseline on the "
+            "same task (TD3 for the TD3 variants, SAC for the SAC ones, ...; see the Summary), so the dense "
+            "baseline's mean is 1. P(method > dense) is the probability that a run of the method ends above a run "
+            "of the dense baseline on the same task (ties count half), averaged over tasks; 0.5 means no "
+            'difference. "reading" says whether its interval lies above or below 0.5. With 3 seeds the bootstrap '
+            "understates the uncertainty: an interval of [0.00, 0.00] means every run of the method ended below "
+            "every dense run, not that the method is worse for certain.",
+            "",
+            table,
+            "",
+        ]
+        plot_performance_profile(normalized, out / "performance_profile.png", labels)
+        parts += ["![Performance profile](performance_profile.png)", ""]
+        parts += ["Performance profile: the fraction of runs whose R / dense exceeds τ; shaded bands: 95 % "
+                  "stratified-bootstrap confidence intervals.", ""]  # fmt: skip
+        curves = sample_efficiency(envs, algos, groups)
+        if curves:
+            plot_sample_efficiency(curves, out / "sample_efficiency.png", labels)
+            parts += ["![Sample efficiency](sample_efficiency.png)", ""]
+            parts += ["Sample efficiency: IQM over runs and tasks of each evaluation's return divided by the dense "
+                      "baseline's mean final return on the task; shaded bands: 95 % stratified-bootstrap confidence "
+                      "intervals of the IQM.", ""]  # fmt: skip
+    else:
+        parts += ["None: no method here has its dense baseline run on the same task (or that baseline's mean final "
+                  "return is zero or negative).", ""]  # fmt: skip
+    if skipped:
+        parts += [f"Left out of the normalized aggregates: {', '.join(skipped)}, where a dense baseline's mean "
+                  "final return is zero or negative (a ratio to it means nothing).", ""]  # fmt: skip
+    speed = _learning_speed_table(envs, algos, groups, labels)
+    parts += ["## Learning speed: steps to reach the dense baseline's final return", ""]
+    if speed:
+        parts += [
+            "For each seed, the first evaluation step whose return reaches the dense baseline's mean final return "
+            'on the task (the target), and 90 % of it; "never" if no evaluation within the budget Δ does. One '
+            "evaluation at or above the target counts, so a noisy curve can reach it early. The "
+            "median over seeds has a 95 % bootstrap interval over seeds; a median or bound beyond the budget reads "
+            "\"> Δ\". The paper's claim to check: DS-TD3 reaches TD3's final performance with 40-50 % of the "
+            "steps (at 1M steps). The dense baseline's own row shows when its seeds first reach their mean.",
+            "",
+            speed,
+            "",
+        ]
+    else:
+        parts += ["None: no dense baseline was run, so there is no target to reach.", ""]
+    return parts
+
+
 def write_report(out: Path, title: str | None = None) -> Path | None:
     """Write ``out/report.md``, ``out/learning_curves_<env>.png``, ``out/return_vs_flops_<env>.png`` and, where a
     method was run at several sparsity levels, ``out/dense_share_<env>.png``, naming variants by the labels of
@@ -559,21 +1069,28 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
         parts += ["Commands:", "", "```", commands.read_text().strip(), "```", ""]
     baseline_line = _baseline_line(envs, algos, groups, labels)
     parts += [_settings(runs, algos, labels), "", *([baseline_line, ""] if baseline_line else [])]
-    parts += ["## Summary", "", _summary_table(envs, algos, groups, labels), ""]
+    short = seed_shortfalls(runs, out)
+    parts += ["## Summary", "", _summary_table(envs, algos, groups, labels, short), ""]
+    if paper := _paper_table(envs, algos, groups, labels, short):
+        parts += ["## Side by side with the paper's Table 1", "", paper, ""]
     parts += ["## Final return R (Table 2)", "", final, ""]
     parts += ["## Learning curve area, LCA (Eq. 10, Table 1)", "", lca, ""]
     parts += ["## Costs (Table 3)", "", _costs_table(envs, algos, groups, labels), ""]
+    parts += _aggregate_sections(out, envs, algos, groups, labels, runs)
     parts += ["## Learning curves", ""]
     for env in envs:
         png = out / f"learning_curves_{env}.png"
         plot_learning_curves(runs, env, png, algos, title=f"{title}: {env}" if title else None, labels=labels)
         parts.append(f"![{env}]({png.name})")
+    parts += ["", "Lines: mean evaluation return over seeds; shaded bands: ± 1 std over seeds (population std), drawn "
+              "for methods with more than one seed."]  # fmt: skip
     costs = [
         env for env in envs if plot_return_vs_flops(runs, env, out / f"return_vs_flops_{env}.png", algos, labels=labels)
     ]
     if costs:
         parts += ["", "## Final return vs training FLOPs", ""]
         parts += [f"![{env}: return vs FLOPs](return_vs_flops_{env}.png)" for env in costs]
+        parts += ["", "Points: mean over seeds; bars: ± 1 std over seeds (population std); small dots: the seeds."]
     shares = [
         env
         for env in envs
@@ -582,6 +1099,8 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
     if shares:
         parts += ["", "## Share of dense performance vs sparsity", ""]
         parts += [f"![{env}: share of dense vs sparsity](dense_share_{env}.png)" for env in shares]
+        parts += ["", "Points: mean over seeds of each seed's share of the dense baseline's mean; bars: ± 1 std over "
+                  "seeds (population std)."]  # fmt: skip
     path = out / "report.md"
     path.write_text("\n".join(parts) + "\n")
     return path
