@@ -181,19 +181,39 @@ def time_layers(out: Path, repeats: int, redo: bool) -> None:
         def sparse(layer: th.nn.Module = layer, x: th.Tensor = x, grad: th.Tensor = grad) -> None:
             layer(x).backward(grad)
 
-        timings = {"dense": [], "sparse": []}
-        for function in (dense, sparse):
+        functions = {"dense": dense, "sparse": sparse}
+        reference = _sparseprop_layer(layer)
+        if reference is not None:
+
+            def sparseprop(module: th.nn.Module = reference, x: th.Tensor = x, grad: th.Tensor = grad) -> None:
+                module(x).backward(grad)
+
+            functions["sparseprop"] = sparseprop
+        timings: dict[str, list[float]] = {name: [] for name in functions}
+        for function in functions.values():
             function()
         for _ in range(repeats):
-            for name, function in (("dense", dense), ("sparse", sparse)):
+            for name, function in functions.items():
                 start = time.perf_counter()
                 function()
                 timings[name].append(time.perf_counter() - start)
         ms = {name: statistics.median(values) * 1e3 for name, values in timings.items()}
         results["layers"][key] = dict(
-            width=width, batch=batch, density=density, ms=ms, dense_over_sparse=ms["dense"] / ms["sparse"]
-        )
+            width=width, batch=batch, density=density, ms=ms, dense_over_sparse=ms["dense"] / ms["sparse"],
+            dense_over_sparseprop=ms["dense"] / ms["sparseprop"] if "sparseprop" in ms else None,
+        )  # fmt: skip
         _save(out, results)
+
+
+def _sparseprop_layer(layer: th.nn.Linear) -> th.nn.Module | None:
+    """The same layer as SparseProp's ``SparseLinear`` (IST-DASLab; a benchmark-only reference, not a dependency:
+    ``pip install pybind11 && pip install --no-build-isolation sparseprop``), or None if it is not installed."""
+    try:
+        from sparseprop.modules import SparseLinear as SparsePropLinear
+    except ImportError:
+        return None
+    bias = th.nn.Parameter(layer.bias.detach().clone())
+    return SparsePropLinear(layer.weight.detach().clone(), bias)  # type: ignore[no-any-return]
 
 
 def _load(out: Path) -> dict[str, Any]:
@@ -264,6 +284,9 @@ def write_report(directory: Path) -> Path:
             "",
             "## One layer, forward + backward: dense product / sparse kernels",
             "",
+            "Each cell: how many times faster than torch's dense product on the masked weight (forward, input and "
+            "weight gradients), sb3-dst's kernels first, then SparseProp's (IST-DASLab, one thread) where it ran.",
+            "",
             "| width | batch | " + " | ".join(f"d={d}" for d in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)) + " |",
             "| --- | --- | " + " | ".join("---" for _ in range(7)) + " |",
         ]
@@ -272,7 +295,12 @@ def write_report(directory: Path) -> Path:
                 cells = []
                 for density in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5):
                     row = layers["layers"].get(f"{width}x{width} batch {batch} density {density}")
-                    cells.append("" if row is None else f"{row['dense_over_sparse']:.2f}")
+                    if row is None:
+                        cells.append("")
+                    elif row.get("dense_over_sparseprop"):
+                        cells.append(f"{row['dense_over_sparse']:.2f} / {row['dense_over_sparseprop']:.2f}")
+                    else:
+                        cells.append(f"{row['dense_over_sparse']:.2f}")
                 lines.append(f"| {width} | {batch} | " + " | ".join(cells) + " |")
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n")
