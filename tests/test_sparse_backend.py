@@ -155,9 +155,10 @@ def test_the_index_follows_load_state_dict_and_a_masked_layer_is_plain():
 
 
 def test_auto_picks_the_sparse_path_by_density_width_and_batch():
-    assert sparse_is_faster(0.1, 1024, 1024, 256) and not sparse_is_faster(0.6, 1024, 1024, 256)
-    assert not sparse_is_faster(0.1, 1024, 1024, 1)  # acting, one observation
-    assert not sparse_is_faster(0.1, 17, 64, 256)  # too small to gain
+    assert sparse_is_faster(0.2, 1024, 1024, 256) and not sparse_is_faster(0.3, 1024, 1024, 256)
+    assert sparse_is_faster(0.1, 1024, 1024, 100) and not sparse_is_faster(0.2, 1024, 1024, 100)
+    assert not sparse_is_faster(0.02, 1024, 1024, 16) and not sparse_is_faster(0.1, 1024, 1024, 1)  # acting
+    assert not sparse_is_faster(0.1, 17, 1024, 256)  # too small to gain
     wide, dense_ish = _sparse_layer(256, 256, 0.05, "auto"), _sparse_layer(256, 256, 0.6, "auto")
     assert uses_sparse_kernels(wide, 256) and not uses_sparse_kernels(wide, 1)
     assert not uses_sparse_kernels(dense_ish, 256)

@@ -39,46 +39,77 @@ static inline float hsum(vec v) {
     return s;
 }
 
+/* One tile of NV vectors (NV * VW batch columns starting at t) of every row: accumulators in registers while
+ * the row's connections stream past them. Narrow tiles keep two sets of accumulators (even and odd connections),
+ * so that consecutive multiply-adds do not wait for each other. */
+#define SPMM_TILE(NV, SETS)                                                                                         \
+    static void spmm_tile_##NV(int64_t n_rows, int64_t batch, int64_t t, const int32_t *ptr, const int32_t *src,   \
+                               const int32_t *pos, const float *weight, const float *bias, const float *S, float *D, \
+                               int32_t relu) {                                                                     \
+        for (int64_t r = 0; r < n_rows; r++) {                                                                     \
+            vec acc[SETS][NV];                                                                                     \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) {                                                \
+                acc[0][j] = splat(bias ? bias[r] : 0.0f);                                                          \
+                if (SETS > 1) acc[SETS - 1][j] = splat(0.0f);                                                      \
+            }                                                                                                      \
+            int32_t k = ptr[r];                                                                                    \
+            const int32_t end = ptr[r + 1];                                                                        \
+            for (; k + SETS <= end; k += SETS) {                                                                   \
+                _Pragma("GCC unroll 2") for (int h = 0; h < SETS; h++) {                                           \
+                    const vec w = splat(weight[pos[k + h]]);                                                       \
+                    const float *s = S + (int64_t)src[k + h] * batch + t;                                          \
+                    _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) acc[h][j] += w * load(s + j * VW);       \
+                }                                                                                                  \
+            }                                                                                                      \
+            for (; k < end; k++) {                                                                                 \
+                const vec w = splat(weight[pos[k]]);                                                               \
+                const float *s = S + (int64_t)src[k] * batch + t;                                                  \
+                _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) acc[0][j] += w * load(s + j * VW);           \
+            }                                                                                                      \
+            float *out = D + r * batch + t;                                                                        \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NV; j++) {                                                \
+                const vec v = SETS > 1 ? acc[0][j] + acc[SETS - 1][j] : acc[0][j];                                 \
+                store(out + j * VW, relu ? relu_v(v) : v);                                                         \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+SPMM_TILE(8, 1)
+SPMM_TILE(4, 1)
+SPMM_TILE(2, 2)
+SPMM_TILE(1, 2)
+
 /* D[r, :] = bias[r] + Σ_{k in row r} W[pos[k]] · S[src[k], :]   (then max(·, 0) if relu)
- * Forward product (rows = outputs, CSR) and gradient w.r.t. the input (rows = inputs, CSC: bias NULL). */
+ * Forward product (rows = outputs, CSR) and gradient w.r.t. the input (rows = inputs, CSC: bias NULL).
+ * Batch tiles are the outer loop: a tile of S (n_src x tile) stays in the L2 cache while every row reads it. The
+ * batch is covered by tiles of 8, 4, 2 and 1 vectors, then fewer than VW columns with scalar accumulators. */
 void sb3dst_spmm(int64_t n_rows, int64_t batch, const int32_t *ptr, const int32_t *src, const int32_t *pos,
                  const float *weight, const float *bias, const float *S, float *D, int32_t relu) {
-    const int64_t tile = NACC * VW;
-    const int64_t wide = batch - batch % tile;
-    /* Batch tiles outside the rows: a tile of S (n_src x tile) stays in the L2 cache while every row reads it. */
-    for (int64_t t = 0; t < wide; t += tile) {
-        for (int64_t r = 0; r < n_rows; r++) {
-            const int32_t start = ptr[r], end = ptr[r + 1];
-            vec acc[NACC];
-#pragma GCC unroll 16
-            for (int j = 0; j < NACC; j++) acc[j] = splat(bias ? bias[r] : 0.0f);
-            for (int32_t k = start; k < end; k++) {
-                const vec w = splat(weight[pos[k]]);
-                const float *s = S + (int64_t)src[k] * batch + t;
-#pragma GCC unroll 16
-                for (int j = 0; j < NACC; j++) acc[j] += w * load(s + j * VW);
-            }
-            float *out = D + r * batch + t;
-#pragma GCC unroll 16
-            for (int j = 0; j < NACC; j++) store(out + j * VW, relu ? relu_v(acc[j]) : acc[j]);
-        }
+    int64_t t = 0;
+    for (; t + 8 * VW <= batch; t += 8 * VW) spmm_tile_8(n_rows, batch, t, ptr, src, pos, weight, bias, S, D, relu);
+    if (t + 4 * VW <= batch) {
+        spmm_tile_4(n_rows, batch, t, ptr, src, pos, weight, bias, S, D, relu);
+        t += 4 * VW;
     }
-    if (wide == batch) return;
+    if (t + 2 * VW <= batch) {
+        spmm_tile_2(n_rows, batch, t, ptr, src, pos, weight, bias, S, D, relu);
+        t += 2 * VW;
+    }
+    if (t + VW <= batch) {
+        spmm_tile_1(n_rows, batch, t, ptr, src, pos, weight, bias, S, D, relu);
+        t += VW;
+    }
+    const int64_t rest = batch - t;
+    if (rest == 0) return;
     for (int64_t r = 0; r < n_rows; r++) {
-        const int32_t start = ptr[r], end = ptr[r + 1];
-        const float b0 = bias ? bias[r] : 0.0f;
-        float *out = D + r * batch;
-        int64_t t = wide;
-        for (; t + VW <= batch; t += VW) {
-            vec acc = splat(b0);
-            for (int32_t k = start; k < end; k++) acc += splat(weight[pos[k]]) * load(S + (int64_t)src[k] * batch + t);
-            store(out + t, relu ? relu_v(acc) : acc);
+        float acc[VW];
+        for (int64_t j = 0; j < rest; j++) acc[j] = bias ? bias[r] : 0.0f;
+        for (int32_t k = ptr[r]; k < ptr[r + 1]; k++) {
+            const float w = weight[pos[k]];
+            const float *s = S + (int64_t)src[k] * batch + t;
+            for (int64_t j = 0; j < rest; j++) acc[j] += w * s[j];
         }
-        for (; t < batch; t++) {
-            float acc = b0;
-            for (int32_t k = start; k < end; k++) acc += weight[pos[k]] * S[(int64_t)src[k] * batch + t];
-            out[t] = (relu && !(acc > 0.0f)) ? 0.0f : acc;
-        }
+        float *out = D + r * batch + t;
+        for (int64_t j = 0; j < rest; j++) out[j] = (relu && !(acc[j] > 0.0f)) ? 0.0f : acc[j];
     }
 }
 
@@ -86,7 +117,8 @@ void sb3dst_spmm(int64_t n_rows, int64_t batch, const int32_t *ptr, const int32_
  * connections only: a sampled dense-dense product). Four connections share each load of GY. */
 void sb3dst_sddmm(int64_t n_rows, int64_t batch, const int32_t *ptr, const int32_t *src, const int32_t *pos,
                   const float *GY, const float *X, float *G) {
-    const int64_t wide = batch - batch % (2 * VW);
+    const int64_t wide = batch - batch % (2 * VW);         /* columns taken two vectors at a time */
+    const int64_t narrow = batch - batch % VW;            /* then at most one more vector */
     for (int64_t r = 0; r < n_rows; r++) {
         const float *gy = GY + r * batch;
         int32_t k = ptr[r];
@@ -106,8 +138,15 @@ void sb3dst_sddmm(int64_t n_rows, int64_t batch, const int32_t *ptr, const int32
                 c2 += h * load(x2 + b + VW);
                 c3 += h * load(x3 + b + VW);
             }
+            if (narrow > wide) {
+                const vec g = load(gy + wide);
+                a0 += g * load(x0 + wide);
+                a1 += g * load(x1 + wide);
+                a2 += g * load(x2 + wide);
+                a3 += g * load(x3 + wide);
+            }
             float s0 = hsum(a0 + c0), s1 = hsum(a1 + c1), s2 = hsum(a2 + c2), s3 = hsum(a3 + c3);
-            for (int64_t b = wide; b < batch; b++) {
+            for (int64_t b = narrow; b < batch; b++) {
                 s0 += gy[b] * x0[b];
                 s1 += gy[b] * x1[b];
                 s2 += gy[b] * x2[b];
@@ -125,8 +164,9 @@ void sb3dst_sddmm(int64_t n_rows, int64_t batch, const int32_t *ptr, const int32
                 a += load(gy + b) * load(x + b);
                 c += load(gy + b + VW) * load(x + b + VW);
             }
+            if (narrow > wide) a += load(gy + wide) * load(x + wide);
             float s = hsum(a + c);
-            for (int64_t b = wide; b < batch; b++) s += gy[b] * x[b];
+            for (int64_t b = narrow; b < batch; b++) s += gy[b] * x[b];
             G[pos[k]] = s;
         }
     }

@@ -60,10 +60,12 @@ logger = logging.getLogger(__name__)
 #: The choices of ``sparse_backend``.
 BACKENDS = ("auto", "masked", "sparse")
 
-#: The ``"auto"`` rule (measured with benchmarks/train_speed.py, see :func:`sparse_is_faster`).
-AUTO_MAX_DENSITY = 0.3
-AUTO_MIN_ENTRIES = 128 * 128
-AUTO_MIN_BATCH = 16
+#: The ``"auto"`` rule, from the per-layer timings of ``benchmarks/train_speed.py layers``
+#: (``benchmarks/results/train_speed/report.md``): the largest density at which the kernels are used, by the smallest
+#: batch size it applies to (batches of 200 and more: 20 %; 64 to 199: 10 %; smaller batches stay dense).
+AUTO_MAX_DENSITY_BY_BATCH = ((200, 0.2), (64, 0.1))
+#: Layers with fewer entries stay dense (measured from 256 x 256 up).
+AUTO_MIN_ENTRIES = 256 * 256
 
 
 def check_backend(value: Any) -> str:
@@ -76,11 +78,17 @@ def check_backend(value: Any) -> str:
 def sparse_is_faster(density: float, n_in: int, n_out: int, batch: int) -> bool:
     """The ``"auto"`` rule: whether the sparse kernels beat torch's dense product for one layer and batch.
 
-    Sparse when the layer keeps at most ``AUTO_MAX_DENSITY`` of its entries, has at least ``AUTO_MIN_ENTRIES``
-    entries (below that a dense product costs a few microseconds, about what a kernel call's overhead costs),
-    and the batch has at least ``AUTO_MIN_BATCH`` rows (acting, batch 1, stays dense).
+    Measured forward plus backward of one layer (``benchmarks/train_speed.py layers``): the kernels win by 1.1x
+    or more at densities up to 20 % with batches of 200 and more (256 in SAC and CrossQ), up to 10 % with batches
+    of 64 to 199 (100 in TD3), and rarely with smaller batches (acting, batch 1, always stays dense); layers
+    below 256 x 256 entries were not measured and stay dense.
     """
-    return density <= AUTO_MAX_DENSITY and n_in * n_out >= AUTO_MIN_ENTRIES and batch >= AUTO_MIN_BATCH
+    if n_in * n_out < AUTO_MIN_ENTRIES:
+        return False
+    for smallest_batch, max_density in AUTO_MAX_DENSITY_BY_BATCH:
+        if batch >= smallest_batch:
+            return density <= max_density
+    return False
 
 
 @dataclass
