@@ -206,6 +206,12 @@ class SparseLinear(nn.Linear):
     def forward(self, x: th.Tensor) -> th.Tensor:
         index = self.sparse_index(x)
         if index is None:
+            if x.dim() == 2 and x.dtype == self.weight.dtype and "_sparse_state" in self.__dict__:
+                # The dense product, laid out feature-major like the sparse path's output: a stack of layers then
+                # keeps one layout, and elementwise layers between them (ReLU and its backward) stay contiguous.
+                x_t = x.t()
+                y_t = self.weight @ x_t if self.bias is None else th.addmm(self.bias.unsqueeze(1), self.weight, x_t)
+                return y_t.t()
             return F.linear(x, self.weight, self.bias)
         if x.dim() != 2:
             flat = x.reshape(-1, x.shape[-1])
