@@ -33,8 +33,6 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import gymnasium as gym
-import numpy as np
 import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.logger import configure
@@ -44,24 +42,11 @@ import sb3_dst
 from sb3_dst.benchmark.worker import code_version, machine_info
 from sb3_dst.common.masking import sparse_layers
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from overhead import fill_buffers  # the same random transitions in every model's buffer
+
 BACKENDS = ("masked", "sparse", "auto")
 ENV_ID = "HalfCheetah-v5"
-
-
-def fill_buffers(models: list[Any], n: int, seed: int) -> None:
-    """The same ``n`` random-action transitions in every model's replay buffer."""
-    env = gym.make(ENV_ID)
-    obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
-    for _ in range(n):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        for model in models:
-            model.replay_buffer.add(
-                obs[None], next_obs[None], action[None], np.array([reward]), np.array([terminated]), [{}]
-            )
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    env.close()
 
 
 def model_specs() -> list[dict[str, Any]]:
@@ -111,7 +96,7 @@ def time_models(out: Path, rounds: int, steps: int, redo: bool, only: str | None
             continue
         versions = {backend: build(spec, backend) for backend in BACKENDS}
         versions["dense"] = build(spec, None)
-        fill_buffers(list(versions.values()), 2000, seed=0)
+        fill_buffers(ENV_ID, list(versions.values()), 2000, seed=0)
         times: dict[str, list[float]] = {name: [] for name in versions}
         for model in versions.values():  # warm-up: kernels loaded, indices built, optimizer states made
             model.train(gradient_steps=2, batch_size=spec["batch_size"])

@@ -143,16 +143,22 @@ class _Entry:
         )
 
 
-def _entry(
-    optimizer: th.optim.Optimizer, entries: dict[int, _Entry], param: th.Tensor, mask: th.Tensor | None
-) -> _Entry | None:
-    """The cached entry of ``param`` (state initialised as torch initialises it), or None if not torch's layout."""
+def init_adam_state(optimizer: th.optim.Optimizer, param: th.Tensor) -> dict[str, Any]:
+    """The optimizer state of ``param``, initialised as torch's Adam initialises it if it is empty."""
     state = optimizer.state[param]
     if not state:
         scalar_dtype = th.float64 if th.get_default_dtype() == th.float64 else th.float32
         state["step"] = th.tensor(0.0, dtype=scalar_dtype, device="cpu")
         state["exp_avg"] = th.zeros_like(param, memory_format=th.preserve_format)
         state["exp_avg_sq"] = th.zeros_like(param, memory_format=th.preserve_format)
+    return state  # type: ignore[no-any-return]
+
+
+def _entry(
+    optimizer: th.optim.Optimizer, entries: dict[int, _Entry], param: th.Tensor, mask: th.Tensor | None
+) -> _Entry | None:
+    """The cached entry of ``param`` (state initialised as torch initialises it), or None if not torch's layout."""
+    state = init_adam_state(optimizer, param)
     entry = entries.get(id(param))
     if entry is not None and entry.param is param and entry.valid(state, mask):
         return entry

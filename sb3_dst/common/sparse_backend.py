@@ -339,7 +339,7 @@ def sparse_adam_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Module])
 
     :return: the weights stepped (the caller must not step them again).
     """
-    from sb3_dst.common.fused_adam import _settings
+    from sb3_dst.common.fused_adam import _settings, init_adam_state
 
     if type(optimizer) not in (th.optim.Adam, th.optim.AdamW):
         return []
@@ -362,12 +362,7 @@ def sparse_adam_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Module])
             grad = param.grad
             if positions is None or grad is None or grad.dtype != th.float32 or not grad.is_contiguous():
                 continue
-            state = optimizer.state[param]
-            if not state:
-                scalar_dtype = th.float64 if th.get_default_dtype() == th.float64 else th.float32
-                state["step"] = th.tensor(0.0, dtype=scalar_dtype)
-                state["exp_avg"] = th.zeros_like(param, memory_format=th.preserve_format)
-                state["exp_avg_sq"] = th.zeros_like(param, memory_format=th.preserve_format)
+            state = init_adam_state(optimizer, param)
             exp_avg, exp_avg_sq, step_t = state.get("exp_avg"), state.get("exp_avg_sq"), state.get("step")
             if not (isinstance(exp_avg, th.Tensor) and isinstance(exp_avg_sq, th.Tensor)) or step_t is None:
                 continue
