@@ -83,7 +83,9 @@ def test_sparsity_budgets_use_the_kernel_score():
 @pytest.mark.parametrize("algo", ALGOS)
 def test_er_lambda_gives_each_convolution_its_kernel_budget(algo, small_kwargs):
     model = image_model(algo, small_kwargs)
-    assert [type(x).__name__ for x in sparse_layers(model.actor)] == ["Conv2d"] * 3 + ["Linear"] * 3
+    # (linear layers may have become SparseLinear, an nn.Linear subclass, under the "auto" or "sparse" backend)
+    kinds = ["Conv2d" if isinstance(x, th.nn.Conv2d) else "Linear" for x in sparse_layers(model.actor)]
+    assert kinds == ["Conv2d"] * 3 + ["Linear"] * 3
     assert counts(model.actor) == ACTOR_COUNTS
     assert counts(model.critic) == CRITIC_COUNTS
     for net in (model.actor, model.critic):
@@ -135,8 +137,8 @@ def test_absent_conv_weights_stay_exactly_zero_between_evolutions(algo, fused, s
 def test_fused_adam_steps_the_4d_kernels_with_their_masks(small_kwargs, monkeypatch):
     stepped_dims: list[int] = []
 
-    def recording_step(optimizer, masks):
-        stepped = fused_adam_step(optimizer, masks)
+    def recording_step(optimizer, masks, skip=frozenset()):
+        stepped = fused_adam_step(optimizer, masks, skip)
         stepped_dims.extend(p.dim() for p in stepped if id(p) in masks)
         return stepped
 

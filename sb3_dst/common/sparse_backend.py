@@ -188,6 +188,11 @@ class _SparseLinearFunction(th.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
+def _is_feature_major(x: th.Tensor) -> bool:
+    """Whether a B × n tensor is laid out as the transpose of a contiguous n × B one (and not also row-major)."""
+    return x.dim() == 2 and not x.is_contiguous() and x.t().is_contiguous()
+
+
 def _feature_major(x: th.Tensor) -> th.Tensor:
     """The n × B contiguous transpose of a B × n tensor, without a copy when it is laid out that way already."""
     x_t = x.t()
@@ -206,9 +211,11 @@ class SparseLinear(nn.Linear):
     def forward(self, x: th.Tensor) -> th.Tensor:
         index = self.sparse_index(x)
         if index is None:
-            if x.dim() == 2 and x.dtype == self.weight.dtype and "_sparse_state" in self.__dict__:
-                # The dense product, laid out feature-major like the sparse path's output: a stack of layers then
-                # keeps one layout, and elementwise layers between them (ReLU and its backward) stay contiguous.
+            if _is_feature_major(x) and x.dtype == self.weight.dtype:
+                # An input laid out feature-major (it left a layer on the sparse kernels) gives a dense product laid
+                # out the same way: a stack of layers keeps one layout, and the elementwise layers between them
+                # (ReLU and its backward) stay contiguous. A row-major input takes nn.Linear's own product, so a
+                # network whose layers all take the dense path computes bit for bit as plain nn.Linear layers.
                 x_t = x.t()
                 y_t = self.weight @ x_t if self.bias is None else th.addmm(self.bias.unsqueeze(1), self.weight, x_t)
                 return y_t.t()
