@@ -20,6 +20,7 @@ from sb3_dst.common.masking import MASK_NAME, add_mask, sparse_layers
 from sb3_dst.common.sparse_backend import (
     SparseIndex,
     SparseLinear,
+    invalidate,
     set_backend,
     sparse_adam_step,
     sparse_is_faster,
@@ -139,6 +140,34 @@ def test_a_sparse_layer_takes_any_leading_dimensions_and_gives_the_dense_gradien
     reference(x2).square().sum().backward()
     _close(layer.weight.grad, reference.weight.grad, "dense weight gradient")
     assert bool((layer.weight.grad[getattr(layer, MASK_NAME) == 0] != 0).any())
+
+
+def test_the_weight_gradient_reuses_its_storage_accumulates_and_follows_topology_changes():
+    """The weight gradient is written into one storage across passes (no dense allocation per pass), two passes
+    before zero_grad add up (the second as a sparse gradient, as SAC's actor loss through the critic does), and a
+    new topology leaves no stale value at a dropped connection."""
+    layer = _sparse_layer(60, 50, 0.2)
+    reference = copy.deepcopy(layer)
+    storages = set()
+    for step in range(3):
+        if step == 2:  # evolution: another mask, the index rebuilt
+            new_mask = (th.rand(50, 60) < 0.2).float()
+            with th.no_grad():
+                for net in (layer, reference):
+                    getattr(net, MASK_NAME).copy_(new_mask)
+                    net.weight.copy_(th.randn(50, 60) * new_mask)
+            invalidate([layer])
+        layer.weight.grad = reference.weight.grad = None
+        for _ in range(2):
+            x, grad = th.randn(33, 60), th.randn(33, 50)
+            (layer(x) * grad).sum().backward()
+            (reference(x) * grad).sum().backward()
+        mask = getattr(layer, MASK_NAME) > 0
+        assert layer.weight.grad.layout == th.strided
+        _close(layer.weight.grad, reference.weight.grad * mask, f"accumulated weight gradient, step {step}")
+        assert bool((layer.weight.grad[~mask] == 0).all()), f"stale gradient at an absent position, step {step}"
+        storages.add(layer.weight.grad.untyped_storage().data_ptr())
+    assert len(storages) == 1
 
 
 def test_the_index_follows_load_state_dict_and_a_masked_layer_is_plain():

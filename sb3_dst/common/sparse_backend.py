@@ -117,6 +117,15 @@ class SparseIndex:
     def density(self) -> float:
         return self.nnz / max(self.n_out * self.n_in, 1)
 
+    def coo(self) -> tuple[th.Tensor, th.Tensor]:
+        """The connections' ordinals 0..nnz−1 in row order (int32) and their 2 × nnz (row, column) indices."""
+        cached = self.__dict__.get("_coo")
+        if cached is None:
+            positions = self.row_pos.to(th.int64)
+            ordinal = th.arange(self.nnz, dtype=th.int32)
+            cached = self.__dict__["_coo"] = (ordinal, th.stack((positions // self.n_in, positions % self.n_in)))
+        return cached  # type: ignore[no-any-return]
+
     @classmethod
     def from_support(cls, support: th.Tensor) -> SparseIndex:
         """The index of the ``True`` (non-zero) entries of an out × in matrix."""
@@ -140,13 +149,45 @@ class SparseIndex:
 class _LayerState:
     """The sparse backend's state of one layer: backend, support, cached index and RigL's dense-gradient query."""
 
-    __slots__ = ("backend", "dense_grad_due", "index", "support_of")
+    __slots__ = ("backend", "dense_grad_due", "grad_buffer", "grad_index", "index", "support_of")
 
     def __init__(self, backend: str, support_of: Callable[[], th.Tensor]) -> None:
         self.backend = backend
         self.support_of = support_of
         self.index: SparseIndex | None = None
         self.dense_grad_due: Callable[[], bool] | None = None
+        # The dense storage the weight gradient is written into at present positions (zeros elsewhere), kept from
+        # one backward pass to the next, and the index whose positions it may hold values at.
+        self.grad_buffer: th.Tensor | None = None
+        self.grad_index: SparseIndex | None = None
+
+    def weight_grad(self, weight: th.Tensor, index: SparseIndex, g_t: th.Tensor, x_t: th.Tensor) -> th.Tensor:
+        """``weight``'s gradient at ``index``'s positions (``g_t`` and ``x_t`` feature-major), without allocating.
+
+        Allocating and zeroing a dense gradient at every backward pass cost as much as the sparse products
+        themselves (a fresh large allocation is page faults and a fill). The gradient is instead written into the
+        same dense storage each time: the returned tensor shares it but is a tensor of its own, so autograd takes
+        it as ``weight.grad`` without a copy. Each pass overwrites the present positions; the storage is zeroed
+        when the index changes, so it is zero elsewhere. If ``weight.grad`` is that storage already (a second
+        backward pass before ``zero_grad``, as SAC's actor loss through the critic), the gradient is returned as
+        a sparse COO tensor at the present positions, which autograd adds to the dense ``weight.grad``.
+        """
+        buffer = self.grad_buffer
+        if buffer is None or buffer.shape != weight.shape or buffer.dtype != weight.dtype:
+            buffer = self.grad_buffer = th.zeros(weight.shape, dtype=weight.dtype)
+            self.grad_index = index
+        current = weight.grad
+        if current is not None and current.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr():
+            ordinal, coo_indices = index.coo()
+            values = th.empty(index.nnz, dtype=weight.dtype)
+            sparse_kernels.sddmm(index.row_ptr, index.row_src, ordinal, g_t, x_t, values)
+            return th.sparse_coo_tensor(coo_indices, values, weight.shape, is_coalesced=True, check_invariants=False)
+        if self.grad_index is not index:
+            buffer.zero_()
+            self.grad_index = index
+        grad = th.empty(0, dtype=buffer.dtype).set_(buffer.untyped_storage(), 0, buffer.shape, buffer.stride())
+        sparse_kernels.sddmm(index.row_ptr, index.row_src, index.row_pos, g_t, x_t, grad)
+        return grad
 
 
 class _SparseLinearFunction(th.autograd.Function):
@@ -181,8 +222,7 @@ class _SparseLinearFunction(th.autograd.Function):
             if state.dense_grad_due is not None and state.dense_grad_due():
                 grad_weight = g_t @ x_t.t()  # RigL's growth reads the gradient at absent positions too
             else:
-                grad_weight = th.zeros_like(weight)
-                sparse_kernels.sddmm(index.row_ptr, index.row_src, index.row_pos, g_t, x_t, grad_weight)
+                grad_weight = state.weight_grad(weight, index, g_t, x_t)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = g_t.sum(dim=1)
         return grad_x, grad_weight, grad_bias, None, None
