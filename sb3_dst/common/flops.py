@@ -1,6 +1,9 @@
-"""The paper's efficiency metrics (Sokar et al., §4.3): network size S (Eq. 9), training FLOPs and LCA (Eq. 10).
+"""Network size S (Sokar et al., Eq. 9) and training FLOPs (§4.3): the counting the DST algorithms log.
 
-All three work on Stable-Baselines3's dense :class:`~stable_baselines3.TD3` / :class:`~stable_baselines3.SAC` /
+:mod:`sb3_dst.common.dst` logs ``dst/flops`` and the ``dst/`` sizes from these counts, so they live beside it in
+``common/`` (torch only); :mod:`sb3_dst.metrics` re-exports them with the learning curve area (Eq. 10).
+
+Both work on Stable-Baselines3's dense :class:`~stable_baselines3.TD3` / :class:`~stable_baselines3.SAC` /
 :class:`~stable_baselines3.DDPG`, sb3-contrib's ``TQC`` and ``CrossQ``, and on the sparse models of this package.
 A layer is *sparse* when it is an ``nn.Linear`` or ``nn.Conv2d`` carrying a ``weight_mask`` buffer (1 = the connection
 exists); its size is ``mask.sum()``. Any other ``nn.Linear`` or ``nn.Conv2d`` counts all its weights (a
@@ -73,7 +76,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from torch import nn
@@ -81,10 +83,10 @@ from torch import nn
 from sb3_dst.common.masking import MASK_NAME, weight_layers
 
 __all__ = [
+    "Convention",
     "FlopsBreakdown",
     "count_connections",
     "flops_breakdown",
-    "learning_curve_area",
     "network_size",
     "training_flops",
 ]
@@ -374,8 +376,9 @@ def _breakdown(model: Any, counts: _Counts, convention: Convention) -> FlopsBrea
 
 
 def _uses_global_update_counter(model: Any) -> bool:
-    """sb3-dst's SAC schedules the target update on the global gradient-step counter (see CONTRACT); SB3's SAC,
-    TQC and sb3-dst's TQC on the index inside each ``train()`` call."""
+    """sb3-dst's SAC schedules the target update on the global gradient-step counter (every
+    ``target_update_interval``-th gradient step of the whole run, see :class:`~sb3_dst.DSSAC`); SB3's SAC, TQC and
+    sb3-dst's TQC on the index inside each ``train()`` call."""
     return hasattr(model, "num_evolutions") and not getattr(model, "per_call_target_updates", False)
 
 
@@ -444,33 +447,3 @@ def _sac_target_updates(model: Any, n_updates: int) -> int:
     if _uses_global_update_counter(model):
         return n_updates // interval
     return round(n_updates * _sac_target_updates_per_step(model))
-
-
-def learning_curve_area(
-    returns: Sequence[float] | np.ndarray,
-    total_timesteps: int | None = None,
-    eval_freq: int | None = None,
-) -> float:
-    """Learning curve area, Eq. 10: ``LCA = (1/Δ) Σ_k R(t_k)``.
-
-    ``R(t_k)`` are the evaluation returns (mean over the evaluation episodes) taken during training and ``Δ`` the
-    number of training steps. As in the paper, the sum runs over the evaluations, not over every step: with
-    evaluations every 5000 steps over Δ = 1M steps this gives Table 1's scale (HalfCheetah ≈ 1.8, i.e. a mean
-    evaluation return of about 9000), and generally ``LCA = mean(R) / eval_freq`` when the evaluations cover
-    the run evenly. Runs compare on the same scale only with the same evaluation frequency.
-
-    :param returns: evaluation returns in time order.
-    :param total_timesteps: Δ; if omitted, ``eval_freq * len(returns)`` (evaluations at eval_freq, 2·eval_freq,
-        ..., Δ, as SB3's ``EvalCallback`` and this package's benchmark take them).
-    :param eval_freq: steps between evaluations, used only when ``total_timesteps`` is omitted.
-    """
-    values = np.asarray(returns, dtype=np.float64)
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError("returns must be a non-empty 1-D sequence")
-    if total_timesteps is None:
-        if eval_freq is None:
-            raise ValueError("give total_timesteps (Δ) or eval_freq")
-        total_timesteps = eval_freq * values.size
-    if total_timesteps <= 0:
-        raise ValueError("total_timesteps must be positive")
-    return float(values.sum() / total_timesteps)
