@@ -1,15 +1,37 @@
 """sb3-dst: dynamic sparse training for Stable-Baselines3 (Sokar et al., DS-TD3 and DS-SAC), and for DDPG and
-sb3-contrib's TQC and CrossQ."""
+sb3-contrib's TQC and CrossQ.
 
-from sb3_dst.common.callbacks import DSTCallback
-from sb3_dst.common.topology import matching_sparsity
-from sb3_dst.dscrossq import DSCrossQ, PrunedCrossQ, StaticCrossQ
-from sb3_dst.dsddpg import DSDDPG, PrunedDDPG, StaticDDPG
-from sb3_dst.dssac import DSSAC, PrunedSAC, StaticSAC
-from sb3_dst.dstd3 import DSTD3, PrunedTD3, StaticTD3
-from sb3_dst.dstqc import DSTQC, PrunedTQC, StaticTQC
+The names below are imported on first use (``from sb3_dst import DSTD3`` or ``sb3_dst.DSTD3``), so that
+importing a light module such as :mod:`sb3_dst.inference` (NumPy only) does not load torch, Stable-Baselines3
+and sb3-contrib through this package's ``__init__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time :func:`__getattr__` imports these on first use
+    from sb3_dst.common.callbacks import DSTCallback
+    from sb3_dst.common.topology import matching_sparsity
+    from sb3_dst.dscrossq import DSCrossQ, PrunedCrossQ, StaticCrossQ
+    from sb3_dst.dsddpg import DSDDPG, PrunedDDPG, StaticDDPG
+    from sb3_dst.dssac import DSSAC, PrunedSAC, StaticSAC
+    from sb3_dst.dstd3 import DSTD3, PrunedTD3, StaticTD3
+    from sb3_dst.dstqc import DSTQC, PrunedTQC, StaticTQC
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it, imported by :func:`__getattr__` when the name is first asked for.
+_LAZY = {
+    "DSTCallback": "sb3_dst.common.callbacks",
+    "matching_sparsity": "sb3_dst.common.topology",
+    **dict.fromkeys(("DSCrossQ", "PrunedCrossQ", "StaticCrossQ"), "sb3_dst.dscrossq"),
+    **dict.fromkeys(("DSDDPG", "PrunedDDPG", "StaticDDPG"), "sb3_dst.dsddpg"),
+    **dict.fromkeys(("DSSAC", "PrunedSAC", "StaticSAC"), "sb3_dst.dssac"),
+    **dict.fromkeys(("DSTD3", "PrunedTD3", "StaticTD3"), "sb3_dst.dstd3"),
+    **dict.fromkeys(("DSTQC", "PrunedTQC", "StaticTQC"), "sb3_dst.dstqc"),
+}
 
 __all__ = [
     "DSDDPG",
@@ -31,3 +53,17 @@ __all__ = [
     "__version__",
     "matching_sparsity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access and keep the value here (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sb3_dst' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses are plain attribute look-ups
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

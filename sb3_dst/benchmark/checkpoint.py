@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from sb3_dst.benchmark.files import write_json_atomic
+
 __all__ = [
     "POINTER",
     "capture_envs",
@@ -229,8 +231,6 @@ def save_checkpoint(
             os.fsync(file.fileno())
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    from sb3_dst.benchmark.worker import write_json_atomic
-
     write_json_atomic(run_dir / POINTER, {"steps": steps, "dir": final.name, "config_digest": config_digest})
     for old in run_dir.glob(f"{_PREFIX}*"):
         if old.is_dir() and old.name != final.name:

@@ -55,8 +55,9 @@ from sb3_dst.benchmark.aggregates import (
     probability_of_improvement,
     stratified_bootstrap,
 )
+from sb3_dst.benchmark.command_line import requested_runs
+from sb3_dst.benchmark.files import CONFIG, DONE, EVALUATIONS, read_json, write_text_atomic
 from sb3_dst.benchmark.specs import ALGORITHMS, DENSE_BASELINE, AlgoSpec, RunConfig, family
-from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS, read_json, write_text_atomic
 from sb3_dst.common.dst import EVOLUTION_KEYS, PRUNING_KEYS, TOPOLOGY_KEYS
 from sb3_dst.metrics import learning_curve_area
 
@@ -421,7 +422,6 @@ def _planned_seeds(out: Path | None) -> dict[tuple[str, str], set[int]]:
 def _asked_seeds(out: Path | None) -> dict[tuple[str, str], set[int]]:
     """The seeds that the ``run`` and ``ablation`` commands recorded in ``out/commands.txt`` asked for, by (env,
     canonical variant text); lines that are not such commands are skipped."""
-    from sb3_dst.benchmark.__main__ import requested_runs
 
     asked: dict[tuple[str, str], set[int]] = defaultdict(set)
     path = None if out is None else Path(out) / "commands.txt"

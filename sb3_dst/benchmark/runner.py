@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from sb3_dst.benchmark.checkpoint import checkpoint_home, latest_checkpoint
+from sb3_dst.benchmark.files import CONFIG, DONE, LOG, PROGRESS, read_json, write_json_atomic
 from sb3_dst.benchmark.specs import AlgoSpec, RunConfig, family, resolve_hyperparams
-from sb3_dst.benchmark.worker import CONFIG, DONE, LOG, PROGRESS, read_json, write_json_atomic
 
 __all__ = [
     "RUNS_CSV",

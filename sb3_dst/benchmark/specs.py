@@ -6,7 +6,8 @@ and the same four variants of ``DDPG`` (SB3), ``TQC`` and ``CrossQ`` (sb3-contri
 A *variant* adds keyword overrides after a colon, e.g. ``DS-TD3:evolution_interval=200`` or
 ``DS-TD3:sparsity=0.8,drop_fraction=0.1`` (values are Python literals).
 
-Hyperparameters default to the paper's (``shared/reference.md`` §1) for the TD3 and SAC families and to rl-zoo3's
+Hyperparameters default to the paper's (Sokar et al. §4.4 for TD3, Appendix A for SAC; written out in the comments
+of ``hyperparams/ds_td3.yml`` and ``hyperparams/ds_sac.yml``) for the TD3 and SAC families and to rl-zoo3's
 tuned values of the dense algorithm for DDPG, TQC and CrossQ, the same as this repository's ``hyperparams/*.yml``
 for rl-zoo3; ``--hyperparams DIR`` reads such rl-zoo3 files instead.
 """
@@ -63,7 +64,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
 #: The dense baseline of each family, for FLOPs ratios (each family is named after its dense algorithm).
 DENSE_BASELINE = {"TD3": "TD3", "SAC": "SAC", "DDPG": "DDPG", "TQC": "TQC", "CrossQ": "CrossQ"}
 
-# --- The paper's settings (reference.md §1) -------------------------------------------------------------
+# --- The paper's settings (Sokar et al. §4.4 and Appendix A) -------------------------------------------
 
 _TD3_COMMON: dict[str, Any] = {
     "policy": "MlpPolicy",

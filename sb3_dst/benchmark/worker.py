@@ -32,9 +32,32 @@ from typing import Any
 import numpy as np
 
 import sb3_dst
+from sb3_dst.benchmark.files import (
+    CONFIG,
+    DONE,
+    EVALUATIONS,
+    LOG,
+    PROGRESS,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from sb3_dst.benchmark.specs import ALGORITHMS, RunConfig
 
-__all__ = ["EVAL_COLUMNS", "build_model", "read_json", "run_worker", "write_json_atomic", "write_text_atomic"]
+# The file helpers and names are defined in sb3_dst.benchmark.files and stay importable from here.
+__all__ = [
+    "CONFIG",
+    "DONE",
+    "EVALUATIONS",
+    "EVAL_COLUMNS",
+    "LOG",
+    "PROGRESS",
+    "build_model",
+    "read_json",
+    "run_worker",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 EVAL_COLUMNS = [
     "timesteps",
@@ -46,7 +69,6 @@ EVAL_COLUMNS = [
     "wall_time",
     "eval_time",
 ]
-CONFIG, EVALUATIONS, PROGRESS, DONE, LOG = "config.json", "evaluations.csv", "progress.json", "done.json", "log.txt"
 ATTEMPTS = "resumed_at.json"  # the checkpoint steps this run resumed from so far
 
 
@@ -55,30 +77,6 @@ def _previous_attempts(run_dir: Path) -> list[int]:
         return [int(step) for step in json.loads((run_dir / ATTEMPTS).read_text())]
     except (OSError, ValueError, TypeError):
         return []
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader, or an interruption, never leaves a half-written file: the old
-    file stays whole until the new one is complete on disk."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON (keys sorted) to ``path`` with :func:`write_text_atomic`."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
-
-
-def read_json(path: Path, hint: str = "") -> Any:
-    """The JSON in ``path``; a corrupt file raises ``ValueError`` naming it (then ``hint``, e.g. what to do)."""
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}){hint}") from error
 
 
 def algorithm_class(name: str) -> type:

@@ -20,6 +20,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.compact import compact_parameters, expand_parameters, optimizer_patterns
+from sb3_dst.common.flops import FlopsBreakdown, _connections, _total_flops, flops_breakdown, training_flops
 from sb3_dst.common.masking import (
     MASK_NAME,
     SparseLayer,
@@ -51,7 +52,6 @@ from sb3_dst.common.topology import (
     reset_optimizer_state,
     scheduled_drop_fraction,
 )
-from sb3_dst.metrics import FlopsBreakdown, _connections, _total_flops, flops_breakdown
 
 #: Keywords handed to the sparse policy (they decide each layer's budget).
 TOPOLOGY_KEYS = (
@@ -755,8 +755,6 @@ class DSTMixin:
 
         :return: fraction of the network's connections pruned by this step.
         """
-        from sb3_dst.metrics import training_flops
-
         self.flops_checkpoint = (
             training_flops(self),
             int(self._n_updates),

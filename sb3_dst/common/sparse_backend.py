@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 #: The choices of ``sparse_backend``.
 BACKENDS = ("auto", "masked", "sparse")
 
+#: The buffer holding a layer's connections, :data:`sb3_dst.common.masking.MASK_NAME` (spelled out, not imported:
+#: masking.py imports this module for ``masked_step``; tests/test_layering.py checks that the two agree).
+_MASK_NAME = "weight_mask"
+
 #: The ``"auto"`` rule, from the per-layer timings of ``benchmarks/train_speed.py layers``
 #: (``benchmarks/results/train_speed/report.md``): the largest density at which the kernels are used, by the smallest
 #: batch size it applies to (batches of 200 and more: 20 %; 64 to 199: 10 %; smaller batches stay dense).
@@ -320,8 +324,6 @@ def set_backend(
 
     :raises ValueError: for an unknown backend.
     """
-    from sb3_dst.common.masking import MASK_NAME
-
     check_backend(backend)
     if not isinstance(layer, nn.Linear):
         if backend == "sparse":
@@ -336,7 +338,7 @@ def set_backend(
             layer.__class__ = nn.Linear  # type: ignore[assignment]
         return False
     if support_of is None:
-        mask = getattr(layer, MASK_NAME)
+        mask = getattr(layer, _MASK_NAME)
         support_of = lambda: mask > 0  # noqa: E731
     layer.__class__ = SparseLinear
     layer.__dict__["_sparse_state"] = _LayerState(backend, support_of)
