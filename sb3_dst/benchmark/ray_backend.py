@@ -121,8 +121,8 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         ) from None
     try:
         url = getattr(context, "dashboard_url", None)
-        if url:
-            print(f"Ray dashboard: http://{url}", file=sys.stderr)
+        where = "a Ray instance started on this machine" if address is None else f"the Ray cluster at {address}"
+        print(f"connected to {where}" + (f" (dashboard: http://{url})" if url else ""), file=sys.stderr)
         yield ray
     finally:
         ray.shutdown()
@@ -169,7 +169,11 @@ def run_task(config_json: dict[str, Any], checkpoint_dir: str, checkpoint_freq: 
     stage = stage_of(root, config)
     stage.mkdir(parents=True, exist_ok=True)
     write_json_atomic(stage / CONFIG, config_json)
-    write_json_atomic(stage / WORKER, {"pid": os.getpid(), "node_ip": _node_ip(), "started": time.time()})
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    worker = {"pid": os.getpid(), "node_ip": _node_ip(), "node_id": node_id, "started": time.time()}
+    write_json_atomic(stage / WORKER, worker)
     from sb3_dst.benchmark.worker import run_worker
 
     sys.stdout.flush()
@@ -184,6 +188,7 @@ def run_task(config_json: dict[str, Any], checkpoint_dir: str, checkpoint_freq: 
                 contextlib.redirect_stdout(out),
                 contextlib.redirect_stderr(out),
             ):
+                print(f"attempt on node {worker['node_ip']} (node id {node_id}), process {os.getpid()}", flush=True)
                 try:
                     return run_worker(stage, None, checkpoint_freq, root)
                 except BaseException:
