@@ -121,7 +121,8 @@ def ray_session(address: str | None = None) -> Iterator[Any]:
         ) from None
     try:
         url = getattr(context, "dashboard_url", None)
-        where = "a Ray instance started on this machine" if address is None else f"the Ray cluster at {address}"
+        gcs = context.address_info.get("gcs_address") if hasattr(context, "address_info") else None
+        where = "a Ray instance started on this machine" if address is None else f"the Ray cluster at {gcs or address}"
         print(f"connected to {where}" + (f" (dashboard: http://{url})" if url else ""), file=sys.stderr)
         yield ray
     finally:
@@ -260,6 +261,14 @@ def _resume_point(config: RunConfig, checkpoint_dir: Path) -> str:
     return "from scratch" if path is None else f"from its checkpoint at step {path.name.rpartition('_')[2]}"
 
 
+def _has_started(run: _Task, checkpoint_dir: Path) -> bool:
+    """Whether a worker has taken up the submitted run (it writes ``ray_worker.json`` first)."""
+    try:
+        return (stage_of(checkpoint_dir, run.config) / WORKER).stat().st_mtime >= run.started - 1
+    except OSError:
+        return False
+
+
 def _error_text(error: BaseException, max_retries: int) -> str:
     """One line for a failed task: the run's own exception, or the death of its worker after the retries."""
     import ray
@@ -392,7 +401,8 @@ def _schedule(
                 display.failed += 1
                 log = stage_of(checkpoint_dir, run.config) / LOG
                 display.log(f"FAILED {run.config.run_id}: {reason} (log: {log})")
-            display.update(out, list(running.values()), lambda c: stage_of(checkpoint_dir, c))
+            started = [run for run in running.values() if _has_started(run, checkpoint_dir)]  # not those queued
+            display.update(out, started, lambda c: stage_of(checkpoint_dir, c))
     except KeyboardInterrupt:
         display.log("interrupted: cancelling the running runs")
         for ref in running:
