@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from sb3_dst.benchmark.checkpoint import checkpoint_home, latest_checkpoint
+from sb3_dst.benchmark.files import CONFIG, DONE, EVALUATIONS, LOG, read_json, write_json_atomic, write_text_atomic
 from sb3_dst.benchmark.runner import (
     _append_summary,
     _Display,
@@ -51,7 +52,6 @@ from sb3_dst.benchmark.runner import (
     unfinished_runs,
 )
 from sb3_dst.benchmark.specs import RunConfig
-from sb3_dst.benchmark.worker import CONFIG, DONE, EVALUATIONS, LOG, read_json, write_json_atomic, write_text_atomic
 
 __all__ = ["INSTALL_HINT", "check_address", "import_ray", "ray_session", "run_campaign_ray", "stage_of"]
 
