@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import shlex
 import subprocess
@@ -32,6 +33,31 @@ def _record_command(out: Path, argv: Sequence[str]) -> None:
         file.write(f"# {stamp}, commit {commit}\n{command}\n")
 
 
+def _check_backend(args: argparse.Namespace) -> None:
+    """Refuse, before anything starts, Ray options without ``--backend ray``, and a Ray backend that cannot run:
+    Ray not installed, no ``--checkpoint-dir``, an address that does not answer."""
+    if args.backend == "local":
+        ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--max-retries": args.max_retries}
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise ValueError(f"{' '.join(given)} only apply to --backend ray")
+        return
+    from sb3_dst.benchmark.ray_backend import check_address, import_ray
+
+    if args.checkpoint_dir is None:
+        raise ValueError(
+            "--backend ray needs --checkpoint-dir: a directory that every node of the cluster reaches at the same "
+            "path (a shared file system; on one machine, any directory), where runs work and keep their checkpoints"
+        )
+    for flag, value, least in (("--jobs", args.jobs, 1), ("--max-retries", args.max_retries, 0)):
+        if value is not None and value < least:
+            raise ValueError(f"{flag} must be >= {least}, got {value}")
+    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
+        raise ValueError(f"--cpus-per-run must be > 0, got {args.cpus_per_run}")
+    import_ray()
+    check_address(args.address)
+
+
 def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int:
     from sb3_dst.benchmark.report import save_labels, write_report
     from sb3_dst.benchmark.runner import check_runs, plan_runs, run_campaign, unfinished_runs
@@ -42,21 +68,37 @@ def _run(args: argparse.Namespace, algos: list[str], argv: Sequence[str]) -> int
     )  # fmt: skip
     labels = [(variant, name) for variant, name in args.label]
     save_labels(args.out, labels, variants=algos, write=False)  # bad names fail before anything runs or is written
+    _check_backend(args)
     check_runs(configs)  # a dry run, too, says when the command would fail on bad input
     if args.dry_run:
         from sb3_dst.benchmark.runner import describe_plan
 
         print(describe_plan(configs, args.out, args.checkpoint_dir))
         return 0
+    if args.checkpoint_freq < 0:
+        raise ValueError(f"--checkpoint-freq must be >= 0, got {args.checkpoint_freq}")
     save_labels(args.out, labels, variants=algos)
-    if unfinished_runs(configs, args.out):  # a call that runs nothing, or is refused, adds nothing to the history
-        _record_command(args.out, argv)
+    pending = unfinished_runs(configs, args.out)
     try:
-        if args.checkpoint_freq < 0:
-            raise ValueError(f"--checkpoint-freq must be >= 0, got {args.checkpoint_freq}")
-        failed = run_campaign(
-            configs, args.out, jobs=args.jobs, checkpoint_freq=args.checkpoint_freq, checkpoint_dir=args.checkpoint_dir
-        )
+        if args.backend == "ray":
+            from sb3_dst.benchmark.ray_backend import ray_session, run_campaign_ray
+
+            # Connected before the command is recorded: an unreachable cluster is refused with nothing written.
+            with ray_session(args.address) if pending else contextlib.nullcontext():
+                if pending:
+                    _record_command(args.out, argv)
+                failed = run_campaign_ray(
+                    configs, args.out, args.checkpoint_dir, address=args.address, cpus_per_run=args.cpus_per_run or 1,
+                    max_retries=3 if args.max_retries is None else args.max_retries, jobs=args.jobs,
+                    checkpoint_freq=args.checkpoint_freq,
+                )  # fmt: skip
+        else:
+            if pending:  # a call that runs nothing, or is refused, adds nothing to the history
+                _record_command(args.out, argv)
+            failed = run_campaign(
+                configs, args.out, jobs=args.jobs or 2, checkpoint_freq=args.checkpoint_freq,
+                checkpoint_dir=args.checkpoint_dir,
+            )  # fmt: skip
     except KeyboardInterrupt:
         return 130
     if not args.no_report:

@@ -23,6 +23,8 @@ ABLATIONS: dict[str, tuple[str, list[str]]] = {
 EXAMPLES = """examples:
   python -m sb3_dst.benchmark run --algos TD3 Static-TD3 DS-TD3 --envs HalfCheetah-v5 Hopper-v5 \\
       --seeds 0 1 2 --steps 100000 --learning-starts 10000 --out benchmarks/results/td3_100k
+  python -m sb3_dst.benchmark run --algos TD3 DS-TD3 --envs HalfCheetah-v5 --seeds 0 1 2 --steps 1000000 \\
+      --backend ray --address auto --checkpoint-dir /shared/checkpoints --out benchmarks/results/td3_1m
   python -m sb3_dst.benchmark ablation interval --envs HalfCheetah-v5 --seeds 0 1 2 --steps 100000 \\
       --learning-starts 10000 --out benchmarks/results/ablation_interval
   python -m sb3_dst.benchmark report --out benchmarks/results/td3_100k
@@ -49,7 +51,30 @@ def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
         help="treat denormal floats as zero in every run (torch.set_flush_denormal): on x86 CPUs dense TD3 slows "
         "down about threefold without it; part of each run's config",
     )  # fmt: skip
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one torch thread each (default 2)")
+    parser.add_argument(
+        "--jobs", type=int, default=None,
+        help="runs at a time, one torch thread each (default 2; with --backend ray, as many as the cluster's CPUs "
+        "allow)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=["local", "ray"], default="local",
+        help="where the runs run: 'local' processes (default) or the tasks of a Ray cluster (docs/ray.md; "
+        'pip install "sb3-dst[ray]"); the results are the same files in --out',
+    )  # fmt: skip
+    parser.add_argument(
+        "--address", default=None,
+        help="with --backend ray: 'auto' (the cluster started on this machine with `ray start`, or RAY_ADDRESS) "
+        "or HOST:PORT of the head node; absent, a Ray instance is started here and shut down at the end",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cpus-per-run", type=float, default=None,
+        help="with --backend ray: CPUs each run reserves (default 1; a run computes with one torch thread)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-retries", type=int, default=None,
+        help="with --backend ray: times a run whose worker or node died starts again, from its newest checkpoint "
+        "(default 3); a run that fails with an error of its own is not retried",
+    )  # fmt: skip
     parser.add_argument(
         "--checkpoint-freq",
         type=int,

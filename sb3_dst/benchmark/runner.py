@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -246,9 +246,9 @@ def _start(out: Path, config: RunConfig, checkpoint_freq: int = 0, checkpoint_di
     return _Running(config, process, log, time.time())
 
 
-def _progress_of(out: Path, config: RunConfig) -> dict[str, Any]:
+def _progress_of(run_dir: Path) -> dict[str, Any]:
     try:
-        return dict(json.loads((run_dir_of(out, config) / PROGRESS).read_text()))
+        return dict(json.loads((run_dir / PROGRESS).read_text()))
     except (OSError, ValueError):
         return {}
 
@@ -289,8 +289,11 @@ class _Display:
     def log(self, message: str) -> None:
         self.console.print(message, highlight=False)
 
-    def update(self, out: Path, running: list[_Running]) -> None:
-        states = {r.config.run_id: (r.config, _progress_of(out, r.config)) for r in running}
+    def update(self, out: Path, running: Sequence[Any], where: Callable[[RunConfig], Path] | None = None) -> None:
+        """Show the progress of the ``running`` runs (objects with a ``config``), read from their run
+        directories in ``out``, or from ``where(config)`` if given (the Ray backend's working directories)."""
+        where = where or (lambda config: run_dir_of(out, config))
+        states = {r.config.run_id: (r.config, _progress_of(where(r.config))) for r in running}
         if self.progress is not None:
             summary = f"{len(running)} running, {self.failed} failed"
             self.progress.update(self.overall, completed=self.done, info=summary)
