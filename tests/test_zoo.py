@@ -960,4 +960,5 @@ def test_optimize_prunes_diverging_and_invalid_trials_with_reasons(tmp_path: Pat
     # A λ list that does not fit the critic (one hidden layer) fails in the constructor: pruned, the study goes on.
     mismatch = "policy_kwargs:dict(net_arch=dict(pi=[32, 32], qf=[32]))"
     reasons = optimize("Pendulum-v1", "mismatch", [*TINY[:2], mismatch])
-    assert all(r.startswith("invalid hyperparameters: HyperparameterError: er_lambda has 2 values") for r in reasons), reasons
+    expected = "invalid hyperparameters: HyperparameterError: er_lambda has 2 values"
+    assert all(r.startswith(expected) for r in reasons), reasons
