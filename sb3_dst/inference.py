@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,10 @@ class SparsePolicy:
             raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {backend!r}")
         meta = json.loads(str(arrays["meta"]))
         if meta.get("format") != "sb3_dst.sparse" or meta.get("version") != 1:
-            raise ValueError("not an sb3_dst sparse policy file (or a newer version)")
+            raise ValueError(
+                "not an sb3_dst sparse policy file (or one of a newer version): its 'meta' entry says "
+                f"format={meta.get('format')!r}, version={meta.get('version')!r}"
+            )
         self.meta: dict[str, Any] = meta
         self.algorithm: str = meta["algorithm"]
         self.obs_shape: tuple[int, ...] = tuple(meta["obs_shape"])
@@ -219,10 +223,23 @@ class SparsePolicy:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str = "auto") -> SparsePolicy:
-        """Load a file written by ``export(model, path, format="sparse")``."""
-        with np.load(Path(path), allow_pickle=False) as npz:
+        """Load a file written by ``export(model, path, format="sparse")``.
+
+        :raises ValueError: if the file is not such a file (not an ``.npz`` archive, or one without the sparse
+            policy's arrays), naming it.
+        """
+        path = Path(path)
+        what = f'{path} is not a sparse policy written by export(model, path, format="sparse")'
+        if path.is_file() and not zipfile.is_zipfile(path):
+            raise ValueError(f"{what}: it is not an .npz archive (a damaged, truncated or other file); export it again")
+        with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-        return cls(arrays, backend=backend)
+        if "meta" not in arrays:
+            raise ValueError(f"{what}: the archive has no 'meta' entry (it holds {sorted(arrays) or 'nothing'})")
+        try:
+            return cls(arrays, backend=backend)
+        except KeyError as error:
+            raise ValueError(f"{what}: the array {error} is missing (an incomplete file); export it again") from None
 
     def _pack(self) -> tuple[np.ndarray, np.ndarray]:
         """The fused kernel's arrays: every float (float32), and every index and offset (uint32).

@@ -366,8 +366,9 @@ def test_numpy_values_are_accepted_as_from_a_sweep_script(small_kwargs):
 
 
 def test_default_lambda_on_a_small_env_explains_itself():
+    # The default λ makes the layer it would overfill dense (tests/test_errors.py); a λ given explicitly is refused.
     with pytest.raises(ValueError, match=r"actor layer 0 \(3x256\).*pass `sparsity=`"):
-        DSTD3("MlpPolicy", "Pendulum-v1")
+        DSTD3("MlpPolicy", "Pendulum-v1", er_lambda=[7, 64])
 
 
 def test_topology_keys_inside_policy_kwargs_are_refused(small_kwargs):

@@ -3,6 +3,7 @@ other options of SB3's TD3/SAC (action dtypes, vectorized envs, replay buffers, 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 
 import gymnasium as gym
@@ -475,7 +476,12 @@ def test_tensorboard_runs_are_named_after_the_algorithm(algo, small_kwargs, monk
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
 def test_tensorboard_run_folders_are_named_after_the_algorithm(small_kwargs, tmp_path):
+    # Each model gets its own copy: SB3 writes use_sde into the policy_kwargs dict it is given (SAC's True or False),
+    # which TD3's policy does not take.
+    def kwargs() -> dict:
+        return copy.deepcopy(small_kwargs)
+
     for _ in range(2):
-        StaticSAC("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs).learn(10)
-    DSTD3("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **small_kwargs).learn(10, tb_log_name="TD3")
+        StaticSAC("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **kwargs()).learn(10)
+    DSTD3("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **kwargs()).learn(10, tb_log_name="TD3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["StaticSAC_1", "StaticSAC_2", "TD3_1"]

@@ -7,9 +7,11 @@ with the interpreter of this virtual environment, on Pendulum-v1 with tiny budge
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -556,6 +558,24 @@ def test_mistyped_dst_key_stops_with_a_short_message(tmp_path: Path, optimize: b
     assert "ds_td3.yml or from -params" in message and "Traceback" not in message
 
 
+@pytest.mark.parametrize(
+    ("hyperparams", "expected"),
+    [
+        ({"sparsity": 1.5}, "error: sparsity must be a number in [0, 1), got 1.5"),
+        ({"er_lambda": [50, 8]}, "error: er_lambda=50 gives actor layer 0 (3x32) 1750 connections, more than the 96"),
+        ({"drop_fraction": 2}, "error: drop_fraction (η) must be in (0, 1), got 2"),
+    ],
+)
+def test_bad_dst_value_stops_with_a_short_message(tmp_path: Path, hyperparams: dict, expected: str) -> None:
+    """``-params sparsity:1.5`` and the like: one line naming the value, as for a mistyped key."""
+    manager = _manager(tmp_path, hyperparams, n_timesteps=100)
+    with pytest.raises(SystemExit) as stop:
+        manager.setup_experiment()
+    message = str(stop.value)
+    assert message.startswith(expected), message
+    assert "ds_td3.yml or from -params" in message and "Traceback" not in message
+
+
 def test_mistyped_key_in_python_names_it_and_suggests_the_right_one() -> None:
     from sb3_dst.common.dst import UnknownKeywordError
 
@@ -680,6 +700,62 @@ def test_train_then_enjoy_ds_td3_through_rl_zoo3(tmp_path: Path) -> None:
         )
     )
     assert "2 Episodes" in out and "Mean reward" in out
+
+    # rl-zoo3's hub command imports (sb3-team-hf-integration 3.2 renamed a function it imports) and packages the
+    # ds_td3 run up to the upload, which a stand-in Hugging Face API records instead of sending anywhere.
+    record = tmp_path / "uploaded.json"
+    out = check(
+        run(
+            [
+                "-m",
+                "rl_zoo3.push_to_hub",
+                *("--algo", "ds_td3", "--env", "Pendulum-v1", "-f", "logs/", "-orga", "me"),
+                *("--no-render", "--num-threads", "1"),
+            ],
+            tmp_path,
+            extra_env=fake_hub(tmp_path / "fake_hub", record),
+        )
+    )
+    uploaded = json.loads(record.read_text())
+    assert uploaded["repo_id"] == "me/ds_td3-Pendulum-v1", out
+    assert {"ds_td3-Pendulum-v1.zip", "config.yml", "results.json", "README.md"} <= set(uploaded["files"])
+    assert "ds_td3" in uploaded["readme"] and "mean_reward" in uploaded["readme"]
+    pushed = DSTD3.load(tmp_path / "hub" / "ds_td3-Pendulum-v1" / "ds_td3-Pendulum-v1.zip", device="cpu")
+    assert pushed.er_lambda == [0.5, 8]
+
+
+def fake_hub(folder: Path, record: Path) -> dict[str, str]:
+    """Environment for a subprocess whose ``huggingface_hub.HfApi`` creates, downloads and uploads nothing: a
+    ``sitecustomize`` module replaces those three methods, and the upload writes what it was given to ``record``."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            f"""
+            import json, pathlib
+            import huggingface_hub
+
+            def create_repo(self, repo_id, **kwargs):
+                return "https://huggingface.co/" + repo_id
+
+            def snapshot_download(self, repo_id, local_dir, **kwargs):
+                pathlib.Path(local_dir).mkdir(parents=True, exist_ok=True)
+                return str(local_dir)
+
+            def upload_folder(self, repo_id, folder_path, **kwargs):
+                folder = pathlib.Path(folder_path)
+                files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+                readme = (folder / "README.md").read_text() if (folder / "README.md").is_file() else ""
+                pathlib.Path({str(record)!r}).write_text(
+                    json.dumps(dict(repo_id=repo_id, files=files, readme=readme))
+                )
+
+            huggingface_hub.HfApi.create_repo = create_repo
+            huggingface_hub.HfApi.snapshot_download = snapshot_download
+            huggingface_hub.HfApi.upload_folder = upload_folder
+            """
+        )
+    )
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.mark.parametrize(
@@ -884,4 +960,5 @@ def test_optimize_prunes_diverging_and_invalid_trials_with_reasons(tmp_path: Pat
     # A λ list that does not fit the critic (one hidden layer) fails in the constructor: pruned, the study goes on.
     mismatch = "policy_kwargs:dict(net_arch=dict(pi=[32, 32], qf=[32]))"
     reasons = optimize("Pendulum-v1", "mismatch", [*TINY[:2], mismatch])
-    assert all(r.startswith("invalid hyperparameters: ValueError: er_lambda has 2 values") for r in reasons), reasons
+    expected = "invalid hyperparameters: HyperparameterError: er_lambda has 2 values"
+    assert all(r.startswith(expected) for r in reasons), reasons

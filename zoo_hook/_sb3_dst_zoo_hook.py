@@ -7,7 +7,8 @@ the normal machinery load it and then hands the fresh module to :func:`sb3_dst.z
 sb3-dst's algorithms (``ds_td3``, ``static_td3``, ``pruned_td3`` and their ``sac``, ``tqc``, ``crossq`` and
 ``ddpg`` versions, e.g. ``ds_tqc``: every name of ``sb3_dst.zoo.ZOO_ALGOS``) to
 ``rl_zoo3.utils.ALGOS`` (before ``train.py`` builds its ``--algo`` choices), their Optuna samplers to
-``rl_zoo3.hyperparams_opt`` and their defaults to the ``ExperimentManager``.
+``rl_zoo3.hyperparams_opt`` and their defaults to the ``ExperimentManager`` (and makes ``rl_zoo3.push_to_hub``
+importable with the installed ``huggingface_sb3``).
 
 Set ``SB3_DST_NO_ZOO_HOOK=1`` to switch it off. A failure while patching is reported on stderr and never
 breaks rl-zoo3 itself.
@@ -21,8 +22,9 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-#: rl-zoo3 modules that sb3_dst.zoo patches right after they are executed.
-TARGETS = frozenset({"rl_zoo3.utils", "rl_zoo3.hyperparams_opt", "rl_zoo3.exp_manager"})
+#: Modules that sb3_dst.zoo patches right after they are executed: rl-zoo3's, and huggingface_sb3's push_to_hub
+#: (which ``python -m rl_zoo3.push_to_hub`` imports before any rl-zoo3 module).
+TARGETS = frozenset({"rl_zoo3.utils", "rl_zoo3.hyperparams_opt", "rl_zoo3.exp_manager", "huggingface_sb3.push_to_hub"})
 
 
 def _patch(module: ModuleType) -> None:

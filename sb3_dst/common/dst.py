@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import io
 import math
 import numbers
 import pathlib
 import warnings
+import weakref
+import zipfile
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -20,6 +23,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from sb3_dst.common.callbacks import DSTCallback
 from sb3_dst.common.compact import compact_parameters, expand_parameters, optimizer_patterns
+from sb3_dst.common.env_ids import check_env_id
 from sb3_dst.common.flops import FlopsBreakdown, _connections, _total_flops, flops_breakdown, training_flops
 from sb3_dst.common.masking import (
     MASK_NAME,
@@ -44,6 +48,7 @@ from sb3_dst.common.topology import (
     DROP_FRACTION_SCHEDULES,
     GROWTH_CRITERIA,
     EvolutionSchedule,
+    HyperparameterError,
     OnlineMaskTarget,
     TargetSparsity,
     drop_and_grow,
@@ -180,6 +185,7 @@ class DSTMixin:
     compact_saves: bool = True
 
     # Set by SB3 base classes; declared for type checkers.
+    policy_aliases: ClassVar[dict[str, type]]
     policy: Any
     policy_class: Any
     policy_kwargs: dict[str, Any]
@@ -215,25 +221,32 @@ class DSTMixin:
         **kwargs: Any,
     ):
         self._check_keywords(kwargs)
+        if isinstance(env, str):
+            check_env_id(env)  # a MuJoCo v2/v3 id: name the v4/v5 ids rather than gymnasium's import error
         super().__init__(policy, env, _init_setup_model=False, **kwargs)  # type: ignore[call-arg]
-        self._init_dst(
-            er_lambda,
-            sparsity,
-            sparse_output_layer,
-            drop_fraction,
-            evolution_interval,
-            growth=growth,
-            drop_fraction_schedule=drop_fraction_schedule,
-            evolution_end=evolution_end,
-            sparsity_distribution=sparsity_distribution,
-            erk_power_scale=erk_power_scale,
-            actor_sparsity=actor_sparsity,
-            critic_sparsity=critic_sparsity,
-            target_pruning=target_pruning,
-            pruning_start=pruning_start,
-            pruning_end=pruning_end,
-            sparse_backend=sparse_backend,
-        )
+        try:
+            self._init_dst(
+                er_lambda,
+                sparsity,
+                sparse_output_layer,
+                drop_fraction,
+                evolution_interval,
+                growth=growth,
+                drop_fraction_schedule=drop_fraction_schedule,
+                evolution_end=evolution_end,
+                sparsity_distribution=sparsity_distribution,
+                erk_power_scale=erk_power_scale,
+                actor_sparsity=actor_sparsity,
+                critic_sparsity=critic_sparsity,
+                target_pruning=target_pruning,
+                pruning_start=pruning_start,
+                pruning_end=pruning_end,
+                sparse_backend=sparse_backend,
+            )
+        except HyperparameterError:
+            raise
+        except ValueError as error:  # a bad DST hyperparameter: the message names it
+            raise HyperparameterError(*error.args).with_traceback(error.__traceback__) from None
         if _init_setup_model:
             self._setup_model()
 
@@ -254,10 +267,35 @@ class DSTMixin:
             if key not in sb3_keywords:
                 raise UnknownKeywordError(unknown_keyword_message(cls, key, sb3_keywords))
 
+    def _get_policy_from_name(self, policy_name: str) -> type:
+        """The policy class of ``policy_name``; an unknown name raises a ``ValueError`` listing the names this
+        algorithm takes (SB3 says only "Policy ... unknown")."""
+        if policy_name not in self.policy_aliases:
+            names = ", ".join(map(repr, self.policy_aliases))
+            only = " only" if len(self.policy_aliases) == 1 else ""
+            raise ValueError(
+                f"{type(self).__name__} has no policy {policy_name!r}: it takes {names}{only}"
+                + (
+                    f" (sb3-contrib's {_base_algorithm(type(self)).__name__} has no CNN or multi-input policy)"
+                    if only
+                    else ""
+                )
+            )
+        return super()._get_policy_from_name(policy_name)  # type: ignore[misc]
+
     def _setup_model(self) -> None:
-        """Build SB3's model with the sparse policy (Algorithm 1, L2-L5), then cache the DST bookkeeping."""
+        """Build SB3's model with the sparse policy (Algorithm 1, L2-L5), then cache the DST bookkeeping.
+
+        The topology keywords reach the policy through ``policy_kwargs`` only while it is built: ``policy_kwargs``
+        stays what the user gave (the DST values are saved as the model's own attributes), so that
+        ``load(path, policy_kwargs=...)`` compares the user's keywords with the user's, as in SB3.
+        """
+        user_kwargs = self.policy_kwargs
         self._policy_kwargs_with_topology()
-        super()._setup_model()  # type: ignore[misc]
+        try:
+            super()._setup_model()  # type: ignore[misc]
+        finally:
+            self.policy_kwargs = {k: v for k, v in user_kwargs.items() if k not in (*TOPOLOGY_KEYS, "start_dense")}
         self._setup_dst()
 
     def _init_dst(
@@ -429,6 +467,11 @@ class DSTMixin:
         self._install_backend()
         self._grow_scores: dict[str, list[th.Tensor]] = {}
         self._flops_cache: tuple[tuple[Any, ...], FlopsBreakdown] | None = None
+        if not getattr(self.policy, "_dst_load_hook", False):
+            # policy.load_state_dict (SB3's tests call it directly) leaves the model as set_parameters does. A weak
+            # reference, so that copying the policy does not copy the model.
+            self.policy.register_load_state_dict_post_hook(functools.partial(_enforce_after_load, weakref.ref(self)))
+            self.policy.__dict__["_dst_load_hook"] = True
 
     def _install_backend(self) -> None:
         """Put every sparse layer, online and target, on ``sparse_backend`` (:mod:`sb3_dst.common.sparse_backend`).
@@ -617,6 +660,13 @@ class DSTMixin:
             "_backend_layers",
         ]
 
+    @classmethod
+    def load(cls, path: str | pathlib.Path | io.BufferedIOBase, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """SB3's ``load`` (every argument the same), refusing a file that is not a saved model with a message
+        naming it, rather than ``zipfile``'s."""
+        check_model_file(path)
+        return super().load(path, *args, **kwargs)  # type: ignore[misc]
+
     def save(
         self,
         path: str | pathlib.Path | io.BufferedIOBase,
@@ -661,8 +711,20 @@ class DSTMixin:
         if isinstance(load_path_or_dict, dict):
             params = load_path_or_dict
         else:
+            check_model_file(load_path_or_dict)
             _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
-        super().set_parameters(expand_parameters(params), exact_match=exact_match, device=device)  # type: ignore[misc]
+        params = expand_parameters(params)
+        super().set_parameters(params, exact_match=exact_match, device=device)  # type: ignore[misc]
+        if "policy" not in params:  # loading the policy's state dict already did it (its load hook)
+            self._enforce_sparsity()
+
+    def _enforce_sparsity(self) -> None:
+        """After a load: rebuild the DST bookkeeping from the loaded masks, zero the online weights outside them and
+        prune each sparse target layer to its online layer's connection count (Algorithm 3).
+
+        Masks are 0/1 by then (:func:`~sb3_dst.common.masking.binarise_mask` runs on every load), so what a load
+        accepts is what ``state_dict()``, ``get_parameters()`` and ``save`` give back, and ``load`` restores it.
+        """
         self._setup_dst()
         for name, layers in self._sparse_layers.items():
             apply_masks(layers)
@@ -827,6 +889,31 @@ class DSTMixin:
 
 
 _Target = TargetSparsity | OnlineMaskTarget
+
+
+def check_model_file(path: Any) -> None:
+    """Raise a ``ValueError`` naming ``path`` if it is a file but not a zip archive (what ``save`` writes).
+
+    Paths are resolved as SB3 does (``model`` also finds ``model.zip``); file objects and missing paths are left
+    to SB3.
+    """
+    if not isinstance(path, (str, pathlib.Path)):
+        return
+    path = pathlib.Path(path)
+    if not path.exists() and path.with_name(path.name + ".zip").exists():
+        path = path.with_name(path.name + ".zip")
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a model saved by save(): it is not a zip archive (a damaged, truncated or other "
+            "file). Load the file save() wrote, or save the model again."
+        )
+
+
+def _enforce_after_load(model: weakref.ref, module: Any, incompatible_keys: Any) -> None:
+    """Load-state-dict post-hook of a DST model's policy: :meth:`DSTMixin._enforce_sparsity`."""
+    algorithm = model()
+    if algorithm is not None and getattr(algorithm, "policy", None) is module:
+        algorithm._enforce_sparsity()
 
 
 def _target_sparsity(target: SparseLayer, online_mask: th.Tensor, target_pruning: str = "magnitude") -> _Target:

@@ -22,6 +22,7 @@ __all__ = [
     "MASK_NAME",
     "add_mask",
     "apply_masks",
+    "binarise_mask",
     "layer_shape",
     "linear_layers",
     "masked_step",
@@ -46,6 +47,28 @@ def add_mask(layer: SparseLayer, n_connections: int) -> None:
     layer.register_buffer(MASK_NAME, mask)
     with th.no_grad():
         layer.weight.mul_(mask)
+    if not getattr(layer, "_mask_load_hook", False):
+        layer.register_load_state_dict_post_hook(_binarise_loaded_mask)
+        layer.__dict__["_mask_load_hook"] = True
+
+
+def binarise_mask(layer: SparseLayer) -> None:
+    """Make the mask of ``layer`` 0/1 and zero the weight outside it.
+
+    A mask entry of at least 0.5 is a connection, anything below (or NaN) is not: the nearest 0/1 mask. Masks
+    the package writes are 0/1 already, so this only changes masks set from outside (``load_state_dict`` or
+    ``set_parameters`` with arbitrary values, as SB3's tests do with random tensors); what is loaded then reads back
+    and saves exactly as it is after this.
+    """
+    with th.no_grad():
+        mask = getattr(layer, MASK_NAME)
+        mask.copy_(mask >= 0.5)
+        layer.weight.mul_(mask)
+
+
+def _binarise_loaded_mask(layer: nn.Module, incompatible_keys: object) -> None:
+    """Load-state-dict post-hook of a sparse layer: :func:`binarise_mask` after every load."""
+    binarise_mask(layer)  # type: ignore[arg-type]
 
 
 def linear_layers(module: nn.Module) -> list[nn.Linear]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -23,10 +24,14 @@ from sb3_dst.common.masking import (
     linear_layers,
     weight_layers,
 )
-from sb3_dst.common.topology import SPARSITY_DISTRIBUTIONS, connection_budgets, er_budget
+from sb3_dst.common.topology import SPARSITY_DISTRIBUTIONS, HyperparameterError, connection_budgets, er_budget
 
-#: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d).
+#: The paper's λ for DS-TD3 (λ1 = 7, λ2 = 64 on HalfCheetah, Hopper and Walker2d). A layer it would make denser
+#: than full (a small observation space: Pendulum's 3x256 first layer) is dense instead, with one log line;
+#: an ``er_lambda`` the user gives is never adjusted.
 DEFAULT_ER_LAMBDA: tuple[float, ...] = (7.0, 64.0)
+
+logger = logging.getLogger(__name__)
 
 #: The paper's network: two hidden layers of 256 units for actor and critics.
 DEFAULT_NET_ARCH: list[int] = [256, 256]
@@ -255,7 +260,17 @@ class SparseTopologyMixin:
         self.start_dense = bool(start_dense)
         if net_arch is None and self.default_net_arch is not None:
             net_arch = list(self.default_net_arch)
+        #: Layers the default λ would overfill, made dense: ``{"actor layer 0": "3x256", ...}``.
+        self.dense_by_default: dict[str, str] = {}
         super().__init__(observation_space, action_space, lr_schedule, net_arch, *args, **kwargs)  # type: ignore[call-arg]
+        if self.dense_by_default:
+            layers = ", ".join(f"{name} ({dims})" for name, dims in self.dense_by_default.items())
+            logger.warning(
+                "sb3-dst: the default er_lambda %s would give more connections than possible to %s; "
+                "these layers are dense. Pass er_lambda= or sparsity= to choose the budgets.",
+                tuple(DEFAULT_ER_LAMBDA),
+                layers,
+            )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), **self._topology_kwargs()}  # type: ignore[misc]
@@ -340,10 +355,17 @@ class SparseTopologyMixin:
         if sparsity is not None:
             return connection_budgets(shapes, sparsity, self.sparsity_distribution, self.erk_power_scale)
         lambdas = self._lambdas(shapes, network, skip_lambdas)
-        return [
-            er_budget(shape, lam, layer=f"{network} layer {i}")
-            for i, (shape, lam) in enumerate(zip(shapes, lambdas, strict=True))
-        ]
+        budgets = []
+        for i, (shape, lam) in enumerate(zip(shapes, lambdas, strict=True)):
+            layer = f"{network} layer {i}"
+            full = math.prod(shape) / sum(shape)  # the λ of a dense layer
+            if self.er_lambda is None and lam > full:
+                # The paper's λ is for MuJoCo's observation sizes; with the default, a layer it would overfill is
+                # dense (as ERK does), and the policy logs it once. A λ the user chose keeps er_budget's error.
+                self.dense_by_default[layer] = "x".join(map(str, shape))
+                lam = full
+            budgets.append(er_budget(shape, lam, layer=layer))
+        return budgets
 
     def _lambdas(self, shapes: Sequence[tuple[int, ...]], network: str, skip: int = 0) -> list[float]:
         """λ for each of ``shapes`` (the sparse layers of ``network``), validated; the first ``skip`` values of an
@@ -357,7 +379,7 @@ class SparseTopologyMixin:
             what = f"features extractor, {what}" if self.sparse_features_extractor and not skip else what
             default = " (the default er_lambda is the paper's, for two hidden layers)" if self.er_lambda is None else ""
             values = f"{len(lambdas)} values" + (f" after the {skip} of the shared features extractor" if skip else "")
-            raise ValueError(
+            raise HyperparameterError(
                 f"er_lambda has {values}{default} but the {network} has {len(shapes)} sparse "
                 f"({what}) layers {list(shapes)}: give one λ per sparse layer, one number for all, or `sparsity=`"
             )

@@ -39,6 +39,7 @@ __all__ = [
     "GROWTH_CRITERIA",
     "SPARSITY_DISTRIBUTIONS",
     "EvolutionSchedule",
+    "HyperparameterError",
     "OnlineMaskTarget",
     "TargetSparsity",
     "connection_budgets",
@@ -64,6 +65,13 @@ DROP_FRACTION_SCHEDULES = ("constant", "cosine")
 SPARSITY_DISTRIBUTIONS = ("erk", "uniform")
 
 
+class HyperparameterError(ValueError):
+    """A DST hyperparameter (λ, sparsity, η, e, ...) that cannot be used; the message names it and the fix.
+
+    A ``ValueError``; the rl-zoo3 integration turns it into a one-line error, as it does for an unknown keyword.
+    """
+
+
 def er_connection_count(n_in: int, n_out: int, er_lambda: float, *, layer: str = "layer") -> int:
     """Exact connection budget of an Erdős–Rényi layer: ``round(λ (n_in + n_out))`` (Eq. 1 times n_in·n_out).
 
@@ -86,12 +94,12 @@ def er_budget(shape: Sequence[int], er_lambda: float, *, layer: str = "layer") -
     :raises ValueError: if λ ≤ 0, or if the budget exceeds the layer's possible connections.
     """
     if not er_lambda > 0 or not math.isfinite(er_lambda):
-        raise ValueError(f"er_lambda for {layer} must be a positive number, got {er_lambda!r}")
+        raise HyperparameterError(f"er_lambda for {layer} must be a positive number, got {er_lambda!r}")
     size, fan = math.prod(shape), sum(shape)
     k = math.floor(er_lambda * fan + 0.5)
     if k > size:
         dims = "x".join(str(n) for n in shape)
-        raise ValueError(
+        raise HyperparameterError(
             f"er_lambda={er_lambda:g} gives {layer} ({dims}) {k} connections, more than the "
             f"{size} possible (density {k / size:.2f} > 1). Use er_lambda <= {size / fan:.3g} "
             "for this layer, or pass `sparsity=` instead of `er_lambda=`."

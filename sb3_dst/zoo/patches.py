@@ -131,11 +131,15 @@ def _make_setup(original: Callable[..., Any]) -> Callable[..., Any]:
         if self.algo not in ZOO_ALGOS:
             return original(self)
         from sb3_dst.common.dst import UnknownKeywordError
+        from sb3_dst.common.topology import HyperparameterError
 
         try:
             result = original(self)
         except UnknownKeywordError as error:
             raise _unknown_keyword_exit(self, error) from None
+        except HyperparameterError as error:  # e.g. -params sparsity:1.5
+            source = self.config or "the hyperparameter file"
+            raise SystemExit(f"error: {error}\n(the value comes from {source} or from -params)") from None
         _check_keywords(self)  # with --optimize no model is built here; check before the first trial
         return result
 
@@ -267,10 +271,22 @@ def _patch_exp_manager(module: ModuleType) -> None:
     _wrap(manager, "hyperparameters_optimization", _make_optimization)
 
 
+def _patch_hf_push_to_hub(module: ModuleType) -> None:
+    """Give ``huggingface_sb3.push_to_hub`` the ``generate_metadata`` that ``rl_zoo3.push_to_hub`` imports.
+
+    rl-zoo3 2.9 imports ``generate_metadata`` from the package, which sb3-team-hf-integration 3.2 (the only release
+    rl-zoo3's ``sb3-team-hf-integration>=3.0,<4`` allows) renamed ``_generate_metadata`` with the same parameters,
+    so ``python -m rl_zoo3.push_to_hub`` fails to import. A release that has the name keeps its own.
+    """
+    if not hasattr(module, "generate_metadata") and hasattr(module, "_generate_metadata"):
+        module.generate_metadata = module._generate_metadata  # type: ignore[attr-defined]
+
+
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "rl_zoo3.utils": _patch_utils,
     "rl_zoo3.hyperparams_opt": _patch_hyperparams_opt,
     "rl_zoo3.exp_manager": _patch_exp_manager,
+    "huggingface_sb3.push_to_hub": _patch_hf_push_to_hub,
 }
 
 
@@ -284,6 +300,10 @@ def patch_module(module: ModuleType) -> None:
 def register() -> None:
     """Import rl-zoo3's modules and add sb3-dst to them (idempotent). The start-up hook makes this automatic."""
     import importlib
+    import sys
 
     for name in _PATCHES:
-        patch_module(importlib.import_module(name))
+        if name.startswith("rl_zoo3."):
+            patch_module(importlib.import_module(name))
+        elif name in sys.modules:  # huggingface_sb3's push_to_hub only if imported: rl_zoo3.train does not need it
+            patch_module(sys.modules[name])

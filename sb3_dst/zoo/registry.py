@@ -1,8 +1,8 @@
-"""The algorithms sb3-dst adds to rl-zoo3, their hyperparameter files, and the MuJoCo v2/v3 check."""
+"""The algorithms sb3-dst adds to rl-zoo3 and their hyperparameter files (and the MuJoCo v2/v3 check, re-exported)."""
 
-import importlib.util
-import re
-
+# The MuJoCo v2/v3 check lives in sb3_dst.common.env_ids (the algorithms use it too); re-exported here.
+from sb3_dst.common.env_ids import MujocoPyRequiredError as MujocoPyRequiredError
+from sb3_dst.common.env_ids import check_env_id as check_env_id
 from sb3_dst.hyperparams import hyperparams_file
 
 #: rl-zoo3 name -> class name in :mod:`sb3_dst`.
@@ -55,46 +55,3 @@ def algorithm_classes() -> dict[str, type]:
 def default_config(algo: str) -> str | None:
     """sb3-dst's hyperparameter file of ``algo`` when it is one of :data:`ZOO_ALGOS`, else ``None``."""
     return str(hyperparams_file(algo)) if algo in ZOO_ALGOS else None
-
-
-# --------------------------------------------------------------------------------------------------------------
-# MuJoCo v2/v3 ids
-# --------------------------------------------------------------------------------------------------------------
-
-
-class MujocoPyRequiredError(ValueError):
-    """A MuJoCo v2/v3 environment id was asked for, and gymnasium cannot make it without mujoco-py."""
-
-
-_OLD_MUJOCO_ENTRY_POINT = re.compile(r"\.mujoco\.\w+_v[23]\b")
-
-
-def _needs_mujoco_py(entry_point: object) -> bool:
-    if callable(entry_point):  # gymnasium >= 1.0 registers a function that raises
-        name = getattr(entry_point, "__name__", "")
-        return "mujoco_py" in name
-    # gymnasium < 1.0: the v2/v3 classes import mujoco_py
-    return bool(_OLD_MUJOCO_ENTRY_POINT.search(str(entry_point))) and importlib.util.find_spec("mujoco_py") is None
-
-
-def check_env_id(env_id: str) -> None:
-    """Refuse a MuJoCo v2/v3 id that gymnasium cannot make here, naming the v4/v5 ids to use instead.
-
-    Nothing is substituted: the user chooses. Ids that are not registered are left to rl-zoo3's own check.
-
-    :raises MujocoPyRequiredError: for ``Walker2d-v3`` and the like when mujoco-py is not available.
-    """
-    import gymnasium as gym
-
-    spec = gym.envs.registry.get(env_id)
-    if spec is None or not _needs_mujoco_py(spec.entry_point):
-        return
-    name = spec.name if spec.namespace is None else f"{spec.namespace}/{spec.name}"
-    alternatives = [f"{name}-v{v}" for v in (4, 5) if f"{name}-v{v}" in gym.envs.registry]
-    suggestion = " or ".join(alternatives) if alternatives else "a v4 or v5 MuJoCo id"
-    raise MujocoPyRequiredError(
-        f"{env_id} is a MuJoCo v{spec.version} environment: gymnasium can make it only with mujoco-py and the "
-        f"MuJoCo 2.1 binaries, which are not installed here (and no longer maintained). Use {suggestion} "
-        "instead: v4 has the v3 model and reward on the maintained `mujoco` bindings, v5 is the current version, "
-        "and sb3-dst's hyperparameter files have entries for both. Nothing was substituted."
-    )
