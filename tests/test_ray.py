@@ -155,7 +155,7 @@ def test_a_campaign_on_two_nodes_survives_a_killed_worker_and_equals_a_local_run
     )
     try:
         # SIGKILL the Ray worker process running DS-TD3 once it has a checkpoint past step 500.
-        deadline = time.time() + 150
+        deadline = time.time() + 600  # generous: Ray runs its workers niced, so a loaded machine slows them most
         while True:
             assert on_ray.poll() is None, on_ray.stdout.read().decode() if on_ray.stdout else ""
             assert time.time() < deadline, "no checkpoint in time"
