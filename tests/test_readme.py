@@ -3,13 +3,11 @@ fresh virtual environment), the load/predict/evaluate example after it, and the 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_zoo import run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -34,16 +32,7 @@ def quick_start_code() -> str:
 
 
 def run_python(code: str, cwd: Path, timeout: float = 240) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-    )
+    process = run(["-c", code], cwd, timeout)  # as a user would, as the zoo tests run their commands
     assert process.returncode == 0, process.stdout[-6000:]
     return process.stdout
 

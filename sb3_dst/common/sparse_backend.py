@@ -121,14 +121,11 @@ class SparseIndex:
     def density(self) -> float:
         return self.nnz / max(self.n_out * self.n_in, 1)
 
+    @functools.cached_property
     def coo(self) -> tuple[th.Tensor, th.Tensor]:
         """The connections' ordinals 0..nnz−1 in row order (int32) and their 2 × nnz (row, column) indices."""
-        cached = self.__dict__.get("_coo")
-        if cached is None:
-            positions = self.row_pos.to(th.int64)
-            ordinal = th.arange(self.nnz, dtype=th.int32)
-            cached = self.__dict__["_coo"] = (ordinal, th.stack((positions // self.n_in, positions % self.n_in)))
-        return cached  # type: ignore[no-any-return]
+        positions = self.row_pos.to(th.int64)
+        return th.arange(self.nnz, dtype=th.int32), th.stack((positions // self.n_in, positions % self.n_in))
 
     @classmethod
     def from_support(cls, support: th.Tensor) -> SparseIndex:
@@ -182,7 +179,7 @@ class _LayerState:
             self.grad_index = index
         current = weight.grad
         if current is not None and current.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr():
-            ordinal, coo_indices = index.coo()
+            ordinal, coo_indices = index.coo
             values = th.empty(index.nnz, dtype=weight.dtype)
             sparse_kernels.sddmm(index.row_ptr, index.row_src, ordinal, g_t, x_t, values)
             return th.sparse_coo_tensor(coo_indices, values, weight.shape, is_coalesced=True, check_invariants=False)
