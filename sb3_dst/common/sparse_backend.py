@@ -150,7 +150,10 @@ class SparseIndex:
 class _LayerState:
     """The sparse backend's state of one layer: backend, support, cached index and RigL's dense-gradient query."""
 
-    __slots__ = ("backend", "dense_grad_due", "grad_buffer", "grad_index", "index", "support_of")
+    __slots__ = (
+        "auto_choice", "backend", "dense_grad_due", "grad_buffer", "grad_index", "index", "support_of",
+        "trained_on_kernels",
+    )  # fmt: skip
 
     def __init__(self, backend: str, support_of: Callable[[], th.Tensor]) -> None:
         self.backend = backend
@@ -161,6 +164,11 @@ class _LayerState:
         # one backward pass to the next, and the index whose positions it may hold values at.
         self.grad_buffer: th.Tensor | None = None
         self.grad_index: SparseIndex | None = None
+        # Whether the last forward pass that records a weight gradient ran on the kernels: only then does
+        # sparse_adam_step step the weight at its connections ("auto" keeps other layers on the dense path's Adam).
+        self.trained_on_kernels = False
+        # "auto": the last (index, batch, whether the kernels are used) the rule was asked about.
+        self.auto_choice: tuple[SparseIndex, int, bool] | None = None
 
     def weight_grad(self, weight: th.Tensor, index: SparseIndex, g_t: th.Tensor, x_t: th.Tensor) -> th.Tensor:
         """``weight``'s gradient at ``index``'s positions (``g_t`` and ``x_t`` feature-major), without allocating.
@@ -251,6 +259,8 @@ class SparseLinear(nn.Linear):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         index = self.sparse_index(x)
+        if th.is_grad_enabled() and self.weight.requires_grad:
+            self._sparse_state.trained_on_kernels = index is not None
         if index is None:
             if _is_feature_major(x) and x.dtype == self.weight.dtype:
                 # An input laid out feature-major (it left a layer on the sparse kernels) gives a dense product laid
@@ -271,17 +281,23 @@ class SparseLinear(nn.Linear):
         state = self.__dict__.get("_sparse_state")
         if state is None or state.backend == "masked":
             return None
-        if x is not None and (x.dtype != th.float32 or x.device.type != "cpu" or x.dim() < 1):
+        if x is not None and (x.dtype != th.float32 or not x.is_cpu or x.dim() < 1):
             return None
-        if self.weight.dtype != th.float32 or self.weight.device.type != "cpu":
+        weight = self.weight
+        if weight.dtype != th.float32 or not weight.is_cpu:
             return None
-        if state.index is None:
-            with th.no_grad():
-                state.index = SparseIndex.from_support(state.support_of())
         index = state.index
+        if index is None:
+            with th.no_grad():
+                index = state.index = SparseIndex.from_support(state.support_of())
         if state.backend == "auto":
-            batch = 1 if x is None else (x.numel() // max(x.shape[-1], 1))
-            if not sparse_is_faster(index.density, self.in_features, self.out_features, batch):
+            batch = 1 if x is None else (x.shape[0] if x.dim() == 2 else x.numel() // max(x.shape[-1], 1))
+            # The rule's answer for this index and batch, kept: a layer is called with a handful of batch sizes.
+            choice = state.auto_choice
+            if choice is None or choice[0] is not index or choice[1] != batch:
+                kernels = sparse_is_faster(index.density, self.in_features, self.out_features, batch)
+                choice = state.auto_choice = (index, batch, kernels)
+            if not choice[2]:
                 return None
         return index
 
@@ -392,7 +408,7 @@ def sparse_adam_step(optimizer: th.optim.Optimizer, layers: Sequence[nn.Module])
     indices = {}
     for layer in layers:
         state = layer.__dict__.get("_sparse_state")
-        if type(layer) is SparseLinear and state is not None and state.index is not None:
+        if type(layer) is SparseLinear and state is not None and state.index is not None and state.trained_on_kernels:
             indices[id(layer.weight)] = state.index.row_pos
     if not indices:
         return []
