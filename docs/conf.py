@@ -25,6 +25,7 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "result_tables",  # docs/_ext/result_tables.py: tables of measured numbers, written from the result files
+    "keyword_table",  # docs/_ext/keyword_table.py: which class takes which keyword, from the classes
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
