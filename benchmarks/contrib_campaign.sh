@@ -6,7 +6,7 @@
 # Costly on CPU: a 100k-step TQC run takes about 30 minutes of one core (17 ms per step), a CrossQ run with 256-256
 # critics about 55 minutes (34 to 37 ms per step side by side). TQC goes first.
 # Why 256-wide CrossQ critics, not CrossQ's default 1024 nor rl-zoo3's 2048: benchmarks/hyperparams/crossq_256/ and
-# the README ("DDPG, TQC and CrossQ"). On a machine where runs can last hours, the 1024-wide campaign is the same
+# benchmarks/results/contrib_100k/README.md. On a machine where runs can last hours, the 1024-wide campaign is the same
 # command with --hyperparams benchmarks/hyperparams/crossq_1024 and another --out.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,11 +25,13 @@ class DSCrossQ(DSTMixin, CrossQ):
     evolve every ``evolution_interval`` gradient steps right after their update, the actor (updated every
     ``policy_delay`` steps) at its first update on or after each multiple of ``evolution_interval``.
 
+    ``er_lambda``, ``sparsity``, ``sparse_output_layer``, ``growth``, ``drop_fraction_schedule``,
+    ``evolution_end``, ``sparsity_distribution``, ``erk_power_scale``, ``actor_sparsity`` and ``critic_sparsity``
+    are as for :class:`~sb3_dst.DSTD3`. Without ``net_arch`` the critics are CrossQ's 1024-1024 and the actor
+    256-256.
+
     :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dscrossq.policies.SparseCrossQPolicy`) or that class.
     :param env: the environment, as for CrossQ.
-    :param er_lambda, sparsity, sparse_output_layer, growth, drop_fraction_schedule, evolution_end,
-        sparsity_distribution, erk_power_scale, actor_sparsity, critic_sparsity: as for :class:`~sb3_dst.DSTD3`.
-        Without ``net_arch`` the critics are CrossQ's 1024-1024 and the actor 256-256.
     :param drop_fraction: η (default 0.1, DS-SAC's).
     :param evolution_interval: e, gradient steps between evolutions (default 1000).
     :param target_pruning: only the default ``"magnitude"`` is accepted (there are no target networks to prune).

@@ -28,8 +28,12 @@ class DSSAC(DSTMixin, SAC):
 
     Recommended target update: SB3's soft one (``tau=0.005`` every gradient step, the defaults here and in
     ``ds_sac.yml``). The paper's hard update above is available (``-conf sb3_dst.hyperparams.ds_sac_paper`` in
-    rl-zoo3) but learned much more slowly in sb3-dst's runs on HalfCheetah-v5 (README, "DS-SAC: which target
-    update").
+    rl-zoo3) but learned much more slowly in sb3-dst's runs on HalfCheetah-v5
+    (``benchmarks/results/sac_targets_100k/README.md``).
+
+    ``growth``, ``drop_fraction_schedule``, ``evolution_end``, ``sparsity_distribution``, ``erk_power_scale``,
+    ``actor_sparsity``, ``critic_sparsity``, ``target_pruning`` and ``sparse_backend`` are as for
+    :class:`~sb3_dst.DSTD3`.
 
     :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dssac.policies.SparseSACPolicy`), ``"CnnPolicy"`` (image
         observations, ``NatureCNN`` extractor), ``"MultiInputPolicy"`` (``Dict`` observations, e.g. with
@@ -41,8 +45,6 @@ class DSSAC(DSTMixin, SAC):
     :param sparse_output_layer: also make the output layers sparse (the paper keeps them dense).
     :param drop_fraction: η, fraction of each layer's connections replaced per evolution (paper: 0.1).
     :param evolution_interval: e, gradient steps between evolutions (paper: 1000).
-    :param growth, drop_fraction_schedule, evolution_end, sparsity_distribution, erk_power_scale, actor_sparsity,
-        critic_sparsity, target_pruning: as for :class:`~sb3_dst.DSTD3`.
     :param kwargs: every other argument of SB3's ``SAC`` (learning_rate, batch_size, tau, ent_coef, ...).
     """
 

@@ -38,7 +38,7 @@ class DSTD3(DSTMixin, TD3):
     :param drop_fraction: η, fraction of each layer's connections replaced per evolution (paper: 0.05).
     :param evolution_interval: e, gradient steps between evolutions (paper: 1000).
     :param growth: ``"random"`` (the paper's SET growth) or ``"gradient"`` (RigL: the absent connections with the
-        largest |∂L/∂W| of the current batch, computed densely at evolution steps only).
+        largest ``|∂L/∂W|`` of the current batch, computed densely at evolution steps only).
     :param drop_fraction_schedule: ``"constant"`` (η at every evolution, the paper) or ``"cosine"``
         (η_t = η ½(1 + cos(π t / T)), T = ``evolution_end`` or the run's gradient steps; RigL).
     :param evolution_end: gradient step after which the topology is frozen (``None``: never).
@@ -48,6 +48,8 @@ class DSTD3(DSTMixin, TD3):
     :param critic_sparsity: each critic's sparsity, instead of ``sparsity``/``er_lambda``.
     :param target_pruning: ``"magnitude"`` (Algorithm 3: keep the target's ‖θ‖₀ largest weights, the paper) or
         ``"online_mask"`` (multiply the target by the online mask after each Polyak update, as RLx2).
+    :param sparse_backend: ``"masked"`` (dense weights with masks, the paper's way), ``"sparse"`` (sparse linear
+        layers compute on their connections only) or ``"auto"`` (the default: sparse where it is faster).
     :param kwargs: every other argument of SB3's ``TD3`` (learning_rate, batch_size, tau, policy_delay, ...).
         Without ``net_arch`` in ``policy_kwargs`` the networks are the paper's 256-256.
     """

@@ -31,12 +31,13 @@ class DSTQC(DSTMixin, TQC):
     The critic target is updated on TQC's own schedule: at the gradient steps of each ``train()`` call whose index
     in the call is a multiple of ``target_update_interval`` (with ``gradient_steps=1``, every step).
 
+    ``er_lambda``, ``sparsity``, ``sparse_output_layer``, ``growth``, ``drop_fraction_schedule``,
+    ``evolution_end``, ``sparsity_distribution``, ``erk_power_scale``, ``actor_sparsity``, ``critic_sparsity`` and
+    ``target_pruning`` are as for :class:`~sb3_dst.DSTD3` (``critic_sparsity`` applies to each quantile network).
+
     :param policy: ``"MlpPolicy"`` (:class:`~sb3_dst.dstqc.policies.SparseTQCPolicy`), ``"CnnPolicy"``,
         ``"MultiInputPolicy"`` or one of those classes. Extractors are dense by default.
     :param env: the environment, as for TQC.
-    :param er_lambda, sparsity, sparse_output_layer, growth, drop_fraction_schedule, evolution_end,
-        sparsity_distribution, erk_power_scale, actor_sparsity, critic_sparsity, target_pruning: as for
-        :class:`~sb3_dst.DSTD3` (``critic_sparsity`` applies to each quantile network).
     :param drop_fraction: η (default 0.1, DS-SAC's).
     :param evolution_interval: e, gradient steps between evolutions (default 1000).
     :param kwargs: every other argument of sb3-contrib's ``TQC`` (n_quantiles and n_critics in ``policy_kwargs``,
