@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -344,7 +345,24 @@ def test_algorithms_declare_their_keywords_through_their_updater(algo) -> None:
         assert updater.drop_fraction == (0.05 if algo.__name__ in ("DSTD3", "DSDDPG") else 0.1)
 
 
-def test_the_model_reads_and_sets_its_updaters_keywords(small_kwargs) -> None:
+@pytest.mark.parametrize("algo", all_algorithms(), ids=lambda algo: algo.__name__)
+def test_help_shows_the_declared_keywords_with_their_defaults(algo) -> None:
+    import inspect
+
+    from sb3_dst.common.dst import _base_algorithm
+
+    parameters = inspect.signature(algo).parameters
+    base = inspect.signature(_base_algorithm(algo)).parameters
+    names = list(parameters)
+    assert names[:2] == ["policy", "env"]
+    assert tuple(names[2 : 2 + len(algo.dst_keywords())]) == algo.dst_keywords()
+    assert set(names[2 + len(algo.dst_keywords()) :]) == set(base) - {"policy", "env"}
+    for key, value in algo.default_updater.values().items():
+        assert parameters[key].default == value and parameters[key].kind is inspect.Parameter.KEYWORD_ONLY
+    assert parameters["target_pruning"].default == "magnitude" and parameters["sparsity"].default is None
+
+
+def test_the_model_reads_and_sets_its_updaters_keywords(small_kwargs, tmp_path) -> None:
     from sb3_dst import DSTD3, StaticTD3
     from sb3_dst.common.topology import HyperparameterError
     from sb3_dst.common.updaters import Evolve
@@ -371,6 +389,10 @@ def test_the_model_reads_and_sets_its_updaters_keywords(small_kwargs) -> None:
         StaticTD3("MlpPolicy", "Pendulum-v1", drop_fraction=0.1, **small_kwargs)
     with pytest.raises(HyperparameterError, match=r"drop_fraction \(η\)"):
         DSTD3("MlpPolicy", "Pendulum-v1", drop_fraction=2.0, **small_kwargs)
+    with pytest.raises(TypeError, match="positional"):  # DST and SB3 keywords are keywords only
+        DSTD3("MlpPolicy", "Pendulum-v1", 0.5)
+    model.save(Path(tmp_path) / "model.zip")
+    assert saved_data(Path(tmp_path) / "model.zip")["evolution_interval"] == 10  # what was set is saved
 
 
 def saved_data(path) -> dict[str, Any]:

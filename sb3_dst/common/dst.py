@@ -134,6 +134,22 @@ def _base_keywords(cls: Any) -> frozenset[str] | None:
     return _BASE_KEYWORDS[cls]
 
 
+def _signature(cls: Any) -> inspect.Signature:
+    """What ``help()`` and ``inspect.signature`` show for a DST algorithm: ``policy`` and ``env``, its DST keywords
+    with their defaults (from the declarations: :data:`TOPOLOGY_DEFAULTS`, its updater, :data:`MODEL_DEFAULTS`),
+    then every keyword of SB3's algorithm. The constructor takes them through ``**kwargs``."""
+    base = inspect.signature(_base_algorithm(cls)).parameters
+    defaults = {**TOPOLOGY_DEFAULTS, **cls.default_updater.values(), **MODEL_DEFAULTS}
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    dst = [inspect.Parameter(key, keyword, default=defaults[key]) for key in cls.dst_keywords()]
+    rest = [
+        p if p.kind is inspect.Parameter.VAR_KEYWORD else p.replace(kind=keyword)
+        for name, p in base.items()
+        if name not in ("policy", "env") and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
+    return inspect.Signature([base["policy"], base["env"], *dst, *rest])
+
+
 #: Gradient steps between two settles of the optimizer state of absent connections (0.999^1000 ≈ 0.37).
 SETTLE_INTERVAL = 1000
 
@@ -183,6 +199,7 @@ class DSTMixin:
         super().__init_subclass__(**kwargs)
         cls.topology_mode = cls.default_updater.mode
         cls.dynamic = cls.default_updater.dynamic
+        cls.__signature__ = _signature(cls)  # type: ignore[attr-defined]
 
     def __init__(self, policy: Any, env: Any, *, _init_setup_model: bool = True, **kwargs: Any):
         """:param kwargs: the DST keywords (:meth:`dst_keywords`) and every keyword of SB3's algorithm."""
