@@ -14,7 +14,7 @@ from test_parity import TinyImageEnv
 from torch import nn
 
 from sb3_dst import DSDDPG, DSSAC, DSTD3, DSTQC, PrunedTD3
-from sb3_dst.common import dst, masking
+from sb3_dst.common import masking, updaters
 from sb3_dst.common.compact import is_compact
 from sb3_dst.common.fused_adam import fused_adam_step
 from sb3_dst.common.masking import MASK_NAME, sparse_layers, sparse_linears
@@ -375,13 +375,13 @@ def test_a_shared_sparse_extractor_is_stepped_and_evolved_once(algo, small_kwarg
     model = image_model(algo, small_kwargs, share=True)
     shared = extractor_layers(model.actor)
     evolved: list[int] = []
-    drop_and_grow = dst.drop_and_grow
+    drop_and_grow = updaters.drop_and_grow
 
     def recording(weight, mask, *args, **kwargs):
         evolved.append(id(weight))
         return drop_and_grow(weight, mask, *args, **kwargs)
 
-    monkeypatch.setattr(dst, "drop_and_grow", recording)
+    monkeypatch.setattr(updaters, "drop_and_grow", recording)
     masks = [getattr(x, MASK_NAME).clone() for x in shared]
     model.learn(80)  # 30 gradient steps, evolutions at 10, 20 and 30
     assert model.num_evolutions == 3

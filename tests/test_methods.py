@@ -243,10 +243,10 @@ def _target_nonzeros(model) -> list[int]:
 @pytest.mark.parametrize("algo", [DSTD3, DSSAC])
 def test_gradient_growth_uses_the_dense_gradient_of_the_batch(algo, monkeypatch):
     """At an evolution, the growth scores are |∂L/∂W| at absent positions too (a masked gradient would be 0)."""
-    import sb3_dst.common.dst as dst
+    import sb3_dst.common.updaters as updaters
 
     seen: list[tuple[th.Tensor, th.Tensor, th.Tensor]] = []
-    original = dst.drop_and_grow
+    original = updaters.drop_and_grow
 
     def recording(weight, mask, eta, **kwargs):
         absent = mask == 0
@@ -254,7 +254,7 @@ def test_gradient_growth_uses_the_dense_gradient_of_the_batch(algo, monkeypatch)
         seen.append((kwargs["grow_scores"].clone(), absent, result[1]))
         return result
 
-    monkeypatch.setattr(dst, "drop_and_grow", recording)
+    monkeypatch.setattr(updaters, "drop_and_grow", recording)
     model = algo("MlpPolicy", "Pendulum-v1", **SMALL, sparsity=0.8, growth="gradient", evolution_interval=25)
     before = {n: _counts(model, n) for n in model.networks}
     model.learn(200)
@@ -364,7 +364,7 @@ def test_pruning_flops_count_the_dense_phase():
     )
     static = StaticTD3("MlpPolicy", "Pendulum-v1", **SMALL, sparsity=0.9)
     jumps = []
-    original = pruned._prune_topology
+    original = pruned._evolve_topology
 
     def spy(network):
         before = training_flops(pruned)
@@ -372,7 +372,7 @@ def test_pruning_flops_count_the_dense_phase():
         jumps.append((before, training_flops(pruned), _counts(pruned, network)))
         return result
 
-    pruned._prune_topology = spy
+    pruned._evolve_topology = spy
     pruned.learn(250)  # 200 gradient steps, all before or during pruning
     static.learn(250)
     assert [layer.connection_budget for layer in pruned._sparse_layers["critic"]] == _counts(static, "critic")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import inspect
 import io
-import math
-import numbers
 import pathlib
 import warnings
 import weakref
@@ -36,46 +35,39 @@ from sb3_dst.common.masking import (
     weight_layers,
 )
 from sb3_dst.common.policies import (
-    ErLambda,
     SparseTopologyMixin,
     check_distribution,
     check_sparsity,
     check_topology,
-    is_real,
 )
 from sb3_dst.common.sparse_backend import DenseGradientDue, check_backend, invalidate, set_backend
-from sb3_dst.common.topology import (
-    DROP_FRACTION_SCHEDULES,
-    GROWTH_CRITERIA,
-    EvolutionSchedule,
-    HyperparameterError,
-    OnlineMaskTarget,
-    TargetSparsity,
-    drop_and_grow,
-    prune_smallest,
-    pruning_connection_count,
-    reset_optimizer_state,
-    scheduled_drop_fraction,
-)
+from sb3_dst.common.topology import EvolutionSchedule, HyperparameterError, OnlineMaskTarget, TargetSparsity
+from sb3_dst.common.updaters import UPDATER_KEYWORDS, Evolve, Prune, Updater
 
-#: Keywords handed to the sparse policy (they decide each layer's budget).
-TOPOLOGY_KEYS = (
-    "er_lambda",
-    "sparsity",
-    "sparse_output_layer",
-    "sparsity_distribution",
-    "erk_power_scale",
-    "actor_sparsity",
-    "critic_sparsity",
-)
+# The DST keywords, declared once: those every algorithm takes (with their defaults) here, those of the topology's
+# changes by the updaters (sb3_dst.common.updaters), each algorithm taking its own updater's.
+
+#: Keywords handed to the sparse policy (they decide each layer's budget), with their defaults.
+TOPOLOGY_DEFAULTS: dict[str, Any] = {
+    "er_lambda": None,
+    "sparsity": None,
+    "sparse_output_layer": False,
+    "sparsity_distribution": "erk",
+    "erk_power_scale": 1.0,
+    "actor_sparsity": None,
+    "critic_sparsity": None,
+}
+TOPOLOGY_KEYS = tuple(TOPOLOGY_DEFAULTS)
+#: The algorithm's own keywords (how targets stay sparse, where sparse layers compute), with their defaults.
+MODEL_DEFAULTS: dict[str, Any] = {"target_pruning": "magnitude", "sparse_backend": None}
+#: Every DST keyword: the constructors hand these to :meth:`DSTMixin._init_dst`, which refuses another updater's.
+DST_KEYWORDS = (*TOPOLOGY_KEYS, *UPDATER_KEYWORDS, *MODEL_DEFAULTS)
 #: Keywords of the topology's evolution (DS-* algorithms).
-EVOLUTION_KEYS = ("drop_fraction", "evolution_interval", "growth", "drop_fraction_schedule", "evolution_end")
+EVOLUTION_KEYS = Evolve.keywords()
 #: Keywords of gradual magnitude pruning (Pruned-* algorithms).
-PRUNING_KEYS = ("evolution_interval", "pruning_start", "pruning_end")
+PRUNING_KEYS = Prune.keywords()
 #: Values of ``target_pruning``: Algorithm 3 (magnitude) or RLx2's product with the online mask.
 TARGET_PRUNING = ("magnitude", "online_mask")
-#: Default pruning window, as fractions of the run's gradient steps (Graesser et al. and rigl: 20 % to 80 %).
-DEFAULT_PRUNING_WINDOW = (0.2, 0.8)
 
 
 def _as_callback(callback: Any) -> Any:
@@ -96,8 +88,7 @@ def unknown_keyword_message(cls: type, key: str, sb3_keywords: frozenset[str] | 
     if sb3_keywords is None:
         sb3_keywords = _base_keywords(cls) or frozenset()
     dst_keys = cls.dst_keywords()  # type: ignore[attr-defined]
-    other_dst = (*TOPOLOGY_KEYS, *EVOLUTION_KEYS, *PRUNING_KEYS, "target_pruning")
-    candidates = sorted({*dst_keys, *other_dst, *sb3_keywords} - {"policy", "env", "_init_setup_model"})
+    candidates = sorted({*DST_KEYWORDS, *sb3_keywords} - {"policy", "env", "_init_setup_model"})
     close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.75)
     suggestion = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
     base = _base_algorithm(cls)
@@ -118,18 +109,6 @@ def _find_dst_callback(callback: MaybeCallback) -> DSTCallback | None:
             if found is not None:
                 return found
     return None
-
-
-def _check_choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return str(value)
-
-
-def _check_steps(value: Any, key: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class UnknownKeywordError(TypeError):
@@ -155,6 +134,22 @@ def _base_keywords(cls: Any) -> frozenset[str] | None:
     return _BASE_KEYWORDS[cls]
 
 
+def _signature(cls: Any) -> inspect.Signature:
+    """What ``help()`` and ``inspect.signature`` show for a DST algorithm: ``policy`` and ``env``, its DST keywords
+    with their defaults (from the declarations: :data:`TOPOLOGY_DEFAULTS`, its updater, :data:`MODEL_DEFAULTS`),
+    then every keyword of SB3's algorithm. The constructor takes them through ``**kwargs``."""
+    base = inspect.signature(_base_algorithm(cls)).parameters
+    defaults = {**TOPOLOGY_DEFAULTS, **cls.default_updater.values(), **MODEL_DEFAULTS}
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    dst = [inspect.Parameter(key, keyword, default=defaults[key]) for key in cls.dst_keywords()]
+    rest = [
+        p if p.kind is inspect.Parameter.VAR_KEYWORD else p.replace(kind=keyword)
+        for name, p in base.items()
+        if name not in ("policy", "env") and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
+    return inspect.Signature([base["policy"], base["env"], *dst, *rest])
+
+
 #: Gradient steps between two settles of the optimizer state of absent connections (0.999^1000 ≈ 0.37).
 SETTLE_INTERVAL = 1000
 
@@ -163,17 +158,20 @@ class DSTMixin:
     """Mixed into SB3's ``TD3``/``SAC`` before them; the algorithm's ``train()`` calls the helpers below.
 
     Subclasses set :attr:`networks`: the name of each sparse network with its online and target attribute names
-    (the target is ``None`` for SAC's actor), and :attr:`topology_mode`: ``"evolve"`` (DS-*, the paper),
-    ``"static"`` (Static-*) or ``"prune"`` (Pruned-*: dense to sparse by gradual magnitude pruning).
+    (the target is ``None`` for SAC's actor), and :attr:`default_updater`: how the topology changes
+    (:mod:`sb3_dst.common.updaters`): :class:`~sb3_dst.common.updaters.Evolve` (DS-*, the paper),
+    :class:`~sb3_dst.common.updaters.Static` (Static-*) or :class:`~sb3_dst.common.updaters.Prune` (Pruned-*: dense
+    to sparse by gradual magnitude pruning), with the algorithm's defaults of its keywords. The model's
+    ``updater`` is that one configured with the keywords given; its keywords read (and set) as attributes of
+    the model too (``model.drop_fraction``).
     """
 
-    #: How the topology changes: "evolve" (Algorithm 2), "static" (never) or "prune" (gradual magnitude pruning).
+    #: How the topology changes, with this algorithm's defaults of the updater's keywords.
+    default_updater: ClassVar[Updater] = Evolve()
+    #: The updater's mode: "evolve" (Algorithm 2), "static" (never) or "prune" (gradual magnitude pruning).
     topology_mode: ClassVar[str] = "evolve"
     #: Whether the topology evolves by drop and growth (False for the Static-* and Pruned-* algorithms).
     dynamic: ClassVar[bool] = True
-    #: Default drop fraction η and evolution interval e.
-    default_drop_fraction: ClassVar[float] = 0.05
-    default_evolution_interval: ClassVar[int] = 1000
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {}
     #: Step Adam/AdamW with :mod:`sb3_dst.common.fused_adam` (bit for bit torch's step, and faster). Set it to
     #: False on a model to use torch's own ``optimizer.step()`` on masked gradients, for comparison.
@@ -197,52 +195,21 @@ class DSTMixin:
     gradient_steps: int
     n_envs: int
 
-    def __init__(
-        self,
-        policy: Any,
-        env: Any,
-        er_lambda: ErLambda = None,
-        sparsity: float | None = None,
-        sparse_output_layer: bool = False,
-        drop_fraction: float | None = None,
-        evolution_interval: int | None = None,
-        growth: str | None = None,
-        drop_fraction_schedule: str | None = None,
-        evolution_end: int | None = None,
-        sparsity_distribution: str = "erk",
-        erk_power_scale: float = 1.0,
-        actor_sparsity: float | None = None,
-        critic_sparsity: float | None = None,
-        target_pruning: str = "magnitude",
-        pruning_start: int | None = None,
-        pruning_end: int | None = None,
-        sparse_backend: str | None = None,
-        _init_setup_model: bool = True,
-        **kwargs: Any,
-    ):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.topology_mode = cls.default_updater.mode
+        cls.dynamic = cls.default_updater.dynamic
+        cls.__signature__ = _signature(cls)  # type: ignore[attr-defined]
+
+    def __init__(self, policy: Any, env: Any, *, _init_setup_model: bool = True, **kwargs: Any):
+        """:param kwargs: the DST keywords (:meth:`dst_keywords`) and every keyword of SB3's algorithm."""
+        dst_keywords = {key: kwargs.pop(key) for key in DST_KEYWORDS if key in kwargs}
         self._check_keywords(kwargs)
         if isinstance(env, str):
             check_env_id(env)  # a MuJoCo v2/v3 id: name the v4/v5 ids rather than gymnasium's import error
         super().__init__(policy, env, _init_setup_model=False, **kwargs)  # type: ignore[call-arg]
         try:
-            self._init_dst(
-                er_lambda,
-                sparsity,
-                sparse_output_layer,
-                drop_fraction,
-                evolution_interval,
-                growth=growth,
-                drop_fraction_schedule=drop_fraction_schedule,
-                evolution_end=evolution_end,
-                sparsity_distribution=sparsity_distribution,
-                erk_power_scale=erk_power_scale,
-                actor_sparsity=actor_sparsity,
-                critic_sparsity=critic_sparsity,
-                target_pruning=target_pruning,
-                pruning_start=pruning_start,
-                pruning_end=pruning_end,
-                sparse_backend=sparse_backend,
-            )
+            self._init_dst(**dst_keywords)
         except HyperparameterError:
             raise
         except ValueError as error:  # a bad DST hyperparameter: the message names it
@@ -253,8 +220,7 @@ class DSTMixin:
     @classmethod
     def dst_keywords(cls) -> tuple[str, ...]:
         """The DST hyperparameters this algorithm takes (besides every keyword of SB3's base algorithm)."""
-        accepted = {"evolve": EVOLUTION_KEYS, "prune": PRUNING_KEYS, "static": ()}[cls.topology_mode]
-        return (*TOPOLOGY_KEYS, *accepted, "target_pruning", "sparse_backend")
+        return (*TOPOLOGY_KEYS, *cls.default_updater.keywords(), *MODEL_DEFAULTS)
 
     @classmethod
     def _check_keywords(cls, kwargs: dict[str, Any]) -> None:
@@ -290,6 +256,7 @@ class DSTMixin:
         stays what the user gave (the DST values are saved as the model's own attributes), so that
         ``load(path, policy_kwargs=...)`` compares the user's keywords with the user's, as in SB3.
         """
+        self._adopt_loaded_keywords()
         user_kwargs = self.policy_kwargs
         self._policy_kwargs_with_topology()
         try:
@@ -298,106 +265,75 @@ class DSTMixin:
             self.policy_kwargs = {k: v for k, v in user_kwargs.items() if k not in (*TOPOLOGY_KEYS, "start_dense")}
         self._setup_dst()
 
-    def _init_dst(
-        self,
-        er_lambda: ErLambda,
-        sparsity: float | None,
-        sparse_output_layer: bool,
-        drop_fraction: float | None,
-        evolution_interval: int | None,
-        *,
-        growth: str | None = None,
-        drop_fraction_schedule: str | None = None,
-        evolution_end: int | None = None,
-        sparsity_distribution: str = "erk",
-        erk_power_scale: float = 1.0,
-        actor_sparsity: float | None = None,
-        critic_sparsity: float | None = None,
-        target_pruning: str = "magnitude",
-        pruning_start: int | None = None,
-        pruning_end: int | None = None,
-        sparse_backend: str | None = None,
-    ) -> None:
-        """Validate and store the DST hyperparameters (before the policy is built); errors name the keyword."""
+    def _init_dst(self, **given: Any) -> None:
+        """Validate and store the DST hyperparameters (before the policy is built); errors name the keyword.
+
+        :param given: DST keywords (:data:`DST_KEYWORDS`) as passed to the constructor; those not given take their
+            defaults (:data:`TOPOLOGY_DEFAULTS`, :data:`MODEL_DEFAULTS`, the algorithm's :attr:`default_updater`).
+        """
         for key in (*TOPOLOGY_KEYS, "start_dense"):
             if key in self.policy_kwargs:
                 raise ValueError(f"Pass {key} to {type(self).__name__} directly, not inside policy_kwargs")
-        self.er_lambda, self.sparsity = check_topology(er_lambda, sparsity)
-        self.sparse_output_layer = bool(sparse_output_layer)
+        values = {**TOPOLOGY_DEFAULTS, **MODEL_DEFAULTS}
+        values.update((key, value) for key, value in given.items() if key not in UPDATER_KEYWORDS)
+        sparsity, actor_sparsity, critic_sparsity = (
+            values[key] for key in ("sparsity", "actor_sparsity", "critic_sparsity")
+        )
+        self.er_lambda, self.sparsity = check_topology(values["er_lambda"], sparsity)
+        self.sparse_output_layer = bool(values["sparse_output_layer"])
         self.actor_sparsity = check_sparsity(actor_sparsity, "actor_sparsity")
         self.critic_sparsity = check_sparsity(critic_sparsity, "critic_sparsity")
         self.sparsity_distribution, self.erk_power_scale = check_distribution(
-            sparsity_distribution, erk_power_scale, self.er_lambda, (sparsity, actor_sparsity, critic_sparsity)
+            values["sparsity_distribution"],
+            values["erk_power_scale"],
+            self.er_lambda,
+            (sparsity, actor_sparsity, critic_sparsity),
         )
+        target_pruning = values["target_pruning"]
         if target_pruning not in TARGET_PRUNING:
             raise ValueError(
                 f"target_pruning must be one of {', '.join(map(repr, TARGET_PRUNING))}, got {target_pruning!r}"
             )
         self.target_pruning: str = target_pruning
         #: Where sparse layers compute (:mod:`sb3_dst.common.sparse_backend`): "auto", "masked" or "sparse".
-        self.sparse_backend: str = check_backend(
-            type(self).default_sparse_backend if sparse_backend is None else sparse_backend
-        )
-
-        given = {
-            "drop_fraction": drop_fraction,
-            "evolution_interval": evolution_interval,
-            "growth": growth,
-            "drop_fraction_schedule": drop_fraction_schedule,
-            "evolution_end": evolution_end,
-            "pruning_start": pruning_start,
-            "pruning_end": pruning_end,
-        }
-        accepted = {"evolve": EVOLUTION_KEYS, "prune": PRUNING_KEYS, "static": ()}[self.topology_mode]
-        for key, value in given.items():
-            if value is not None and key not in accepted:
-                raise TypeError(f"{type(self).__name__} takes no {key!r}: {self._why_not(key)}")
-
-        self.evolution_interval = 0
-        if self.topology_mode != "static":
-            interval = self.default_evolution_interval if evolution_interval is None else evolution_interval
-            self.evolution_interval = _check_steps(interval, "evolution_interval (e)", minimum=1)
-        self.drop_fraction: float = 0.0
-        self.growth: str = "random"
-        self.drop_fraction_schedule: str = "constant"
-        self.evolution_end: int | None = None
-        self.pruning_start: int | None = None
-        self.pruning_end: int | None = None
-        if self.topology_mode == "evolve":
-            drop_fraction = self.default_drop_fraction if drop_fraction is None else drop_fraction
-            if not (is_real(drop_fraction) and 0.0 < drop_fraction < 1.0):
-                raise ValueError(f"drop_fraction (η) must be in (0, 1), got {drop_fraction!r}")
-            self.drop_fraction = float(drop_fraction)
-            self.growth = _check_choice(growth or "random", "growth", GROWTH_CRITERIA)
-            self.drop_fraction_schedule = _check_choice(
-                drop_fraction_schedule or "constant", "drop_fraction_schedule", DROP_FRACTION_SCHEDULES
+        backend = values["sparse_backend"]
+        self.sparse_backend: str = check_backend(type(self).default_sparse_backend if backend is None else backend)
+        #: How the topology changes: the algorithm's updater with the keywords given.
+        self.updater: Updater
+        self._use_updater(
+            self.default_updater.configured(
+                type(self).__name__, **{k: v for k, v in given.items() if k in UPDATER_KEYWORDS}
             )
-            self.evolution_end = None if evolution_end is None else _check_steps(evolution_end, "evolution_end", 1)
-        elif self.topology_mode == "prune":
-            self.pruning_start = None if pruning_start is None else _check_steps(pruning_start, "pruning_start", 0)
-            self.pruning_end = None if pruning_end is None else _check_steps(pruning_end, "pruning_end", 1)
-            if (
-                self.pruning_start is not None
-                and self.pruning_end is not None
-                and self.pruning_end <= self.pruning_start
-            ):
-                raise ValueError(f"pruning_end ({self.pruning_end}) must be after pruning_start ({self.pruning_start})")
+        )
         self.num_evolutions = 0
         self.last_changed_fraction: dict[str, float] = {}
-        self.current_drop_fraction: float = self.drop_fraction
+        #: η of the last evolution (DS-*), logged as ``dst/drop_fraction``.
+        self.current_drop_fraction: float = float(getattr(self.updater, "drop_fraction", 0.0))
         self.dst_callback: DSTCallback | None = None
         #: Gradient steps the current learn() call is planned to reach (T of the schedules), set by learn().
         self.planned_gradient_steps: int | None = None
         # FLOPs spent before the last change of connection counts (gradual pruning), and the counters then.
         self.flops_checkpoint: tuple[float, int, int, int] = (0.0, 0, 0, 0)
 
-    def _why_not(self, key: str) -> str:
-        name = type(self).__name__
-        if self.topology_mode == "static":
-            return f"it has a fixed topology; use {name.replace('Static', 'DS')} to evolve it"
-        if self.topology_mode == "prune":
-            return f"it prunes by magnitude and never grows connections; {key!r} belongs to the DS-* algorithms"
-        return f"{key!r} belongs to gradual magnitude pruning ({name.replace('DS', 'Pruned')})"
+    def _use_updater(self, updater: Updater) -> None:
+        """Make ``updater`` the model's.
+
+        Its keywords are also kept as plain values in the model's ``__dict__`` (attribute access goes to the
+        updater, see :class:`_UpdaterKeyword`), which SB3's ``save`` writes: files hold ``drop_fraction``,
+        ``evolution_interval``, ... as every file before the updaters did, and ``load`` hands them back
+        (:meth:`_adopt_loaded_keywords`).
+        """
+        for key in UPDATER_KEYWORDS:
+            self.__dict__.pop(key, None)
+        self.__dict__.update(updater.values())
+        self.updater = updater
+
+    def _adopt_loaded_keywords(self) -> None:
+        """Configure the updater with its keywords found in the model's ``__dict__``: those SB3's ``load`` put
+        there from the file or from ``load(path, evolution_interval=...)``. Files from before the updaters also
+        hold the other updaters' keywords, at values that change nothing: they are dropped."""
+        accepted = {key: self.__dict__[key] for key in self.updater.keywords() if key in self.__dict__}
+        self._use_updater(dataclasses.replace(self.updater, **accepted))
 
     def _policy_kwargs_with_topology(self) -> None:
         """Hand the topology hyperparameters to the sparse policy (called before the policy is built)."""
@@ -407,7 +343,7 @@ class DSTMixin:
                 f"got {self.policy_class!r}"
             )
         self.policy_kwargs = {**self.policy_kwargs, **{k: getattr(self, k) for k in TOPOLOGY_KEYS}}
-        self.policy_kwargs["start_dense"] = self.topology_mode == "prune"
+        self.policy_kwargs["start_dense"] = self.updater.starts_dense
 
     def _setup_dst(self) -> None:
         """Cache the sparse layers, the target layers paired with their online connection counts, and sizes."""
@@ -484,7 +420,7 @@ class DSTMixin:
         self._backend_layers: list[SparseLayer] = []
         for name, (online_attr, target_attr) in self.networks.items():
             online = getattr(self, online_attr)
-            due = DenseGradientDue(self, name) if self.growth == "gradient" else None
+            due = DenseGradientDue(self, name) if self.updater.needs_dense_gradient else None
             layers = sparse_layers(online)
             for layer in layers:
                 set_backend(layer, backend, dense_grad_due=due)
@@ -501,7 +437,7 @@ class DSTMixin:
 
     def _dense_gradient_due(self, network: str) -> bool:
         """Whether this gradient step of ``network`` needs the dense weight gradient (RigL's growth is due)."""
-        return self.growth == "gradient" and self._evolution_due(network)
+        return self.updater.needs_dense_gradient and self._evolution_due(network)
 
     def _owned_layers(self, online: Any, layers: list[SparseLayer]) -> list[SparseLayer]:
         """The ``layers`` of ``online`` (sparse or all weight layers) that it evolves and steps: all, except in a
@@ -551,50 +487,23 @@ class DSTMixin:
     def _check_horizon(self) -> None:
         """Raise now (not mid-run) when a schedule needs T and neither the keywords nor the run give it; warn when
         gradual pruning cannot reach its final sparsity within the run."""
-        if self.planned_gradient_steps is not None:
-            if self.topology_mode == "prune":
-                end = self.pruning_window()[1]
-                last_step = -(-end // self.evolution_interval) * self.evolution_interval  # first multiple of e >= end
-                if last_step > self.planned_gradient_steps:
-                    warnings.warn(
-                        f"{type(self).__name__}: this run ends at gradient step {self.planned_gradient_steps}, before "
-                        f"the pruning step that reaches the final sparsity ({last_step}: pruning_end {end} rounded "
-                        f"up to a multiple of evolution_interval {self.evolution_interval}); lower pruning_end or "
-                        "evolution_interval, or train longer",
-                        stacklevel=3,
-                    )
-            return
-        if self.topology_mode == "evolve" and self.drop_fraction_schedule == "cosine" and self.evolution_end is None:
-            raise ValueError(
-                "drop_fraction_schedule='cosine' decays η over T gradient steps: with train_freq in episodes T is "
-                "not known in advance, so pass evolution_end (the gradient step where η reaches 0)"
-            )
-        if self.topology_mode == "prune" and (self.pruning_start is None or self.pruning_end is None):
-            raise ValueError(
-                "gradual pruning runs from 20% to 80% of the run's gradient steps by default: with train_freq in "
-                "episodes these are not known in advance, so pass pruning_start and pruning_end (gradient steps)"
-            )
-
-    def _horizon(self) -> int | None:
-        """T of the cosine drop fraction: ``evolution_end``, else the gradient steps the run is planned to reach."""
-        return self.evolution_end if self.evolution_end is not None else self.planned_gradient_steps
+        warning = self.updater.check_horizon(type(self).__name__, self.planned_gradient_steps)
+        if warning is not None:
+            warnings.warn(warning, stacklevel=3)
 
     def pruning_window(self) -> tuple[int, int]:
-        """``(pruning_start, pruning_end)`` in gradient steps, defaults resolved (20 % and 80 % of the run)."""
-        horizon = self.planned_gradient_steps or 0
-        start = self.pruning_start
-        if start is None:
-            start = math.floor(DEFAULT_PRUNING_WINDOW[0] * horizon)
-        end = self.pruning_end if self.pruning_end is not None else math.floor(DEFAULT_PRUNING_WINDOW[1] * horizon)
-        return start, max(end, start + 1)
+        """``(pruning_start, pruning_end)`` of a Pruned-* model in gradient steps, defaults resolved (20 % and
+        80 % of the run)."""
+        if not isinstance(self.updater, Prune):
+            raise AttributeError(f"{type(self).__name__} does not prune: it has no pruning window")
+        return self.updater.window(self.planned_gradient_steps)
 
     @property
     def topology_schedule(self) -> EvolutionSchedule:
-        """When the topology changes: every e gradient steps, up to ``evolution_end`` (DS-*) or from
-        ``pruning_start`` on (Pruned-*, which stops changing once every layer holds its final budget)."""
-        if self.topology_mode == "prune":
-            return EvolutionSchedule(self.evolution_interval, start=self.pruning_window()[0])
-        return EvolutionSchedule(self.evolution_interval, end=self.evolution_end)
+        """When the topology changes (the updater's schedule): every e gradient steps, up to ``evolution_end``
+        (DS-*) or from ``pruning_start`` on (Pruned-*, which stops changing once every layer holds its final
+        budget); never (Static-*)."""
+        return self.updater.schedule(self.planned_gradient_steps)
 
     def _update_period(self, network: str) -> int:
         """Gradient steps between two updates of ``network`` (TD3 overrides it for its delayed actor)."""
@@ -658,6 +567,7 @@ class DSTMixin:
             "_grow_scores",
             "_saving_compact",
             "_backend_layers",
+            "updater",  # its keywords are saved as plain values (_use_updater)
         ]
 
     @classmethod
@@ -744,10 +654,11 @@ class DSTMixin:
         there decays by β2 per step and must not reach zero.
         """
         optimizer, layers = getattr(self, self.networks[network][0]).optimizer, self._sparse_layers[network]
-        if self._dense_gradient_due(network):
-            # RigL's criterion: |∂L/∂W| of the current batch, dense (absent positions included), kept for the
-            # evolution that follows this step (the masked step may zero the gradient at absent positions).
-            self._grow_scores[network] = [_dense_gradient_magnitude(layer) for layer in layers]
+        score = self.updater.growth_score
+        if score is not None and self._evolution_due(network):
+            # The growth criterion of the evolution that follows this step, read now: RigL's |∂L/∂W| of the current
+            # batch is dense (absent positions included) before the masked step zeroes it at absent positions.
+            self._grow_scores[network] = [score(layer) for layer in layers]
         masked_step(optimizer, layers, fused=self.fused_adam)
         if self._n_updates >= self._next_settle.get(network, 0):
             settle_absent_state(optimizer, layers)
@@ -767,90 +678,40 @@ class DSTMixin:
         self.dst_callback.on_gradient_step(network, steps_since_last_call)
 
     def _evolve_topology(self, network: str) -> float:
-        """Change the topology of ``network`` once: Algorithm 2 (DS-*) or a gradual pruning step (Pruned-*).
-
-        Algorithm 2 on every sparse layer: drop ``η_t`` of its connections (η_t from ``drop_fraction_schedule``),
-        grow as many at random (``growth="random"``) or where the dense gradient of the current batch is largest
-        (``growth="gradient"``); the optimizer state of changed connections is reset.
+        """Change the topology of ``network`` once: the updater's step (Algorithm 2 for DS-*, a gradual pruning
+        step for Pruned-*), then the model's bookkeeping (indices of the sparse layers, sizes, FLOPs, counters).
 
         :return: fraction of the network's sparse connections that moved (or were pruned).
         """
-        if self.topology_mode == "prune":
-            return self._prune_topology(network)
-        optimizer = getattr(self, self.networks[network][0]).optimizer
-        moved = total = 0
+        if self.updater.changes_counts:  # FLOPs spent so far at the counts before the change
+            self.flops_checkpoint = (
+                training_flops(self),
+                int(self._n_updates),
+                int(self.num_timesteps),
+                int(self.num_evolutions),
+            )
         layers = self._sparse_layers[network]
         targets: list[_Target | None] = list(self._target_sparsity.get(network, [None] * len(layers)))
-        eta = scheduled_drop_fraction(self.drop_fraction, self.drop_fraction_schedule, self._n_updates, self._horizon())
-        scores: list[th.Tensor | None] = [None] * len(layers)
-        if self.growth == "gradient":
-            if network not in self._grow_scores:
-                raise RuntimeError(
-                    f"growth='gradient' needs the dense gradient of the {network}'s last batch; the evolution is "
-                    "triggered by train() (through DSTCallback), which keeps it"
-                )
-            scores = list(self._grow_scores.pop(network))
-        for layer, target, score in zip(layers, targets, scores, strict=True):
-            mask = getattr(layer, MASK_NAME)
-            dropped, grown, changed = drop_and_grow(layer.weight, mask, eta, grow_scores=score)
-            reset_optimizer_state(optimizer, layer.weight, dropped | grown)
-            for copy in self._targets_of(layer, target):
-                copy.mark_changed(changed)
-            moved += int(changed.sum()) // 2
-            total += int(mask.sum())
-        settle_absent_state(optimizer, layers)  # dropped connections: zero first moment, unit second moment
-        self._invalidate_indices()
-        fraction = moved / max(total, 1)
-        self.last_changed_fraction[network] = fraction
-        self.current_drop_fraction = eta
-        if network == "critic":
-            self.num_evolutions += 1
-        return fraction
-
-    def _prune_topology(self, network: str) -> float:
-        """One step of gradual magnitude pruning of ``network`` (Zhu & Gupta's cubic schedule).
-
-        Each sparse layer keeps the :func:`~sb3_dst.common.topology.pruning_connection_count` largest-magnitude
-        connections for the current gradient step; the pruned ones leave the mask (weight and optimizer state
-        zeroed) and the target layer's budget k follows. The FLOPs spent so far are checkpointed first, since
-        the connection counts change.
-
-        :return: fraction of the network's connections pruned by this step.
-        """
-        self.flops_checkpoint = (
-            training_flops(self),
-            int(self._n_updates),
-            int(self.num_timesteps),
-            int(self.num_evolutions),
+        result = self.updater.step(
+            network,
+            layers,
+            [self._targets_of(layer, target) for layer, target in zip(layers, targets, strict=True)],
+            getattr(self, self.networks[network][0]).optimizer,
+            t=int(self._n_updates),
+            horizon=self.planned_gradient_steps,
+            scores=self._grow_scores.pop(network, None),
         )
-        optimizer = getattr(self, self.networks[network][0]).optimizer
-        start, end = self.pruning_window()
-        layers = self._sparse_layers[network]
-        targets: list[_Target | None] = list(self._target_sparsity.get(network, [None] * len(layers)))
-        removed_total = before = 0
-        for layer, target in zip(layers, targets, strict=True):
-            mask = getattr(layer, MASK_NAME)
-            budget = getattr(layer, "connection_budget", int(mask.sum()))
-            n_keep = pruning_connection_count(layer.weight.numel(), budget, self._n_updates, start, end)
-            before += int(mask.sum())
-            removed = prune_smallest(layer.weight, mask, n_keep)
-            n_removed = int(removed.sum())
-            if n_removed:
-                reset_optimizer_state(optimizer, layer.weight, removed)
-                for copy in self._targets_of(layer, target):
-                    copy.k = int(mask.sum())
-                    copy.mark_changed(removed)
-            removed_total += n_removed
-        if removed_total:
-            settle_absent_state(optimizer, layers)
+        if result.touched:
             self._invalidate_indices()
-            self._flops_cache = None
-            self._refresh_size_records()
-        fraction = removed_total / max(before, 1)
-        self.last_changed_fraction[network] = fraction
+            if self.updater.changes_counts:
+                self._flops_cache = None
+                self._refresh_size_records()
+        self.last_changed_fraction[network] = result.fraction
+        if result.drop_fraction is not None:
+            self.current_drop_fraction = result.drop_fraction
         if network == "critic":
             self.num_evolutions += 1
-        return fraction
+        return result.fraction
 
     def _targets_of(self, layer: SparseLayer, target: _Target | None) -> list[_Target]:
         """Algorithm 3 state of every target copy of ``layer``: its network's (``target``) and, for an extractor
@@ -874,12 +735,9 @@ class DSTMixin:
         """Log the ``dst/`` metrics through SB3's logger (a few microseconds: train() calls it every time)."""
         for key, value in self._size_records:
             self.logger.record(key, value)
-        if self.topology_mode != "static":
-            self.logger.record("dst/evolutions", self.num_evolutions)
-            for name, fraction in self.last_changed_fraction.items():
-                self.logger.record(f"dst/{name}_changed_fraction", fraction)
-        if self.topology_mode == "evolve":
-            self.logger.record("dst/drop_fraction", self.current_drop_fraction)
+        records = self.updater.records(self.num_evolutions, self.last_changed_fraction, self.current_drop_fraction)
+        for key, value in records:
+            self.logger.record(key, value)
         # The per-step FLOPs depend on the connection counts (fixed by the exact budgets) and on these settings.
         settings = tuple(getattr(self, k, None) for k in ("batch_size", "policy_delay", "target_update_interval"))
         flops_key = (settings, getattr(self, "gradient_steps", None))
@@ -887,6 +745,38 @@ class DSTMixin:
             self._flops_cache = (flops_key, flops_breakdown(self))
         self.logger.record("dst/flops", _total_flops(self, self._flops_cache[1]))
 
+
+class _UpdaterKeyword:
+    """``model.<keyword>`` for a keyword of the updaters (``drop_fraction``, ``evolution_interval``, ...): the value
+    the model's updater holds. Setting it configures the updater anew (checked as in the constructor). A keyword
+    of another updater is no attribute (``getattr(model, "evolution_interval", 0)`` is 0 for a Static-* model)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, model: Any, owner: type | None = None) -> Any:
+        if model is None:
+            return self
+        updater = model.__dict__.get("updater")
+        if updater is None or self.name not in updater.keywords():
+            why = "" if updater is None else f": {updater.why_not(type(model).__name__, self.name)}"
+            raise AttributeError(f"{type(model).__name__} has no {self.name!r}{why}")
+        return getattr(updater, self.name)
+
+    def __set__(self, model: Any, value: Any) -> None:
+        updater, algorithm = model.updater, type(model).__name__
+        if self.name not in updater.keywords():
+            raise TypeError(f"{algorithm} takes no {self.name!r}: {updater.why_not(algorithm, self.name)}")
+        try:
+            model._use_updater(dataclasses.replace(updater, **{self.name: value}))
+        except HyperparameterError:
+            raise
+        except ValueError as error:
+            raise HyperparameterError(*error.args) from None
+
+
+for _name in UPDATER_KEYWORDS:
+    setattr(DSTMixin, _name, _UpdaterKeyword(_name))
 
 _Target = TargetSparsity | OnlineMaskTarget
 
@@ -935,11 +825,3 @@ def _target_support(target: SparseLayer, online_mask: th.Tensor) -> Any:
         return (target.weight != 0) | (online_mask > 0)
 
     return support
-
-
-def _dense_gradient_magnitude(layer: SparseLayer) -> th.Tensor:
-    """|∂L/∂W| of a layer, every entry (RigL's growth criterion); zeros if no gradient was computed."""
-    grad = layer.weight.grad
-    if grad is None:
-        return th.zeros_like(layer.weight)
-    return grad.detach().abs()

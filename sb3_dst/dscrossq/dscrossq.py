@@ -12,6 +12,7 @@ from stable_baselines3.common.policies import BasePolicy
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
+from sb3_dst.common.updaters import Evolve, Prune, Static, Updater
 from sb3_dst.dscrossq.policies import MlpPolicy
 
 
@@ -39,7 +40,7 @@ class DSCrossQ(DSTMixin, CrossQ):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
-    default_drop_fraction: ClassVar[float] = 0.1
+    default_updater: ClassVar[Updater] = Evolve(drop_fraction=0.1)
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {
         "critic": ("critic", None),
         "actor": ("actor", None),
@@ -161,8 +162,7 @@ class StaticCrossQ(DSCrossQ):
     ``evolution_interval``, ``growth``, ``drop_fraction_schedule``, ``evolution_end``).
     """
 
-    topology_mode: ClassVar[str] = "static"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Static()
 
 
 class PrunedCrossQ(DSCrossQ):
@@ -170,5 +170,4 @@ class PrunedCrossQ(DSCrossQ):
     :class:`~sb3_dst.PrunedTD3` for the schedule and its keywords ``pruning_start``, ``pruning_end``,
     ``evolution_interval``)."""
 
-    topology_mode: ClassVar[str] = "prune"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Prune()

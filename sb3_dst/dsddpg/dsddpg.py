@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from stable_baselines3 import DDPG
 
+from sb3_dst.common.updaters import Prune, Static, Updater
 from sb3_dst.dstd3.dstd3 import DSTD3
 
 
@@ -34,8 +35,7 @@ class StaticDDPG(DSDDPG):
     ``evolution_interval``, ``growth``, ``drop_fraction_schedule``, ``evolution_end``).
     """
 
-    topology_mode: ClassVar[str] = "static"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Static()
 
 
 class PrunedDDPG(DSDDPG):
@@ -44,5 +44,4 @@ class PrunedDDPG(DSDDPG):
     ``evolution_interval``). Targets follow as in :class:`DSDDPG`.
     """
 
-    topology_mode: ClassVar[str] = "prune"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Prune()

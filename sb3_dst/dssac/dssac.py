@@ -12,6 +12,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
+from sb3_dst.common.updaters import Evolve, Prune, Static, Updater
 from sb3_dst.dssac.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 
@@ -53,7 +54,7 @@ class DSSAC(DSTMixin, SAC):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    default_drop_fraction: ClassVar[float] = 0.1
+    default_updater: ClassVar[Updater] = Evolve(drop_fraction=0.1)
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {
         "critic": ("critic", "critic_target"),
         "actor": ("actor", None),
@@ -154,8 +155,7 @@ class StaticSAC(DSSAC):
     ``growth``, ``drop_fraction_schedule``, ``evolution_end``).
     """
 
-    topology_mode: ClassVar[str] = "static"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Static()
 
 
 class PrunedSAC(DSSAC):
@@ -164,5 +164,4 @@ class PrunedSAC(DSSAC):
     ``evolution_interval``). The critic target follows as in :class:`DSSAC`.
     """
 
-    topology_mode: ClassVar[str] = "prune"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Prune()

@@ -12,6 +12,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
+from sb3_dst.common.updaters import Prune, Static, Updater
 from sb3_dst.dstd3.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 
@@ -138,8 +139,7 @@ class StaticTD3(DSTD3):
     ``growth``, ``drop_fraction_schedule``, ``evolution_end``).
     """
 
-    topology_mode: ClassVar[str] = "static"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Static()
 
 
 class PrunedTD3(DSTD3):
@@ -158,5 +158,4 @@ class PrunedTD3(DSTD3):
     :param kwargs: the topology keywords of :class:`DSTD3` and every argument of SB3's ``TD3``.
     """
 
-    topology_mode: ClassVar[str] = "prune"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Prune()

@@ -12,7 +12,8 @@ from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import polyak_update
 
-from sb3_dst.common.dst import DSTMixin, _check_steps
+from sb3_dst.common.dst import DSTMixin
+from sb3_dst.common.updaters import Evolve, Prune, Static, Updater, check_steps
 from sb3_dst.dstqc.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 
@@ -50,7 +51,7 @@ class DSTQC(DSTMixin, TQC):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    default_drop_fraction: ClassVar[float] = 0.1
+    default_updater: ClassVar[Updater] = Evolve(drop_fraction=0.1)
     networks: ClassVar[dict[str, tuple[str, str | None]]] = {
         "critic": ("critic", "critic_target"),
         "actor": ("actor", None),
@@ -60,7 +61,7 @@ class DSTQC(DSTMixin, TQC):
     per_call_target_updates: ClassVar[bool] = True
 
     def _init_dst(self, *args: Any, **kwargs: Any) -> None:
-        self.target_update_interval = _check_steps(self.target_update_interval, "target_update_interval", 1)
+        self.target_update_interval = check_steps(self.target_update_interval, "target_update_interval", 1)
         super()._init_dst(*args, **kwargs)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
@@ -157,8 +158,7 @@ class StaticTQC(DSTQC):
     ``growth``, ``drop_fraction_schedule``, ``evolution_end``).
     """
 
-    topology_mode: ClassVar[str] = "static"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Static()
 
 
 class PrunedTQC(DSTQC):
@@ -167,5 +167,4 @@ class PrunedTQC(DSTQC):
     ``evolution_interval``). The critic target follows as in :class:`DSTQC`.
     """
 
-    topology_mode: ClassVar[str] = "prune"
-    dynamic: ClassVar[bool] = False
+    default_updater: ClassVar[Updater] = Prune()
