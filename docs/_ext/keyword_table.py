@@ -59,7 +59,8 @@ def keyword_table() -> str:
     defaults = ["| family | default η (`drop_fraction`) | default e (`evolution_interval`) |", "| --- | --- | --- |"]
     for family in FAMILIES:
         cls = _class("DS", family)
-        defaults.append(f"| {family} | {cls.default_drop_fraction} | {cls.default_evolution_interval} |")
+        updater = cls.default_updater  # the DS class's Evolve: its defaults are the family's
+        defaults.append(f"| {family} | {updater.drop_fraction} | {updater.evolution_interval} |")
     return "\n".join(lines) + "\n\nDefaults of the evolution, per family:\n\n" + "\n".join(defaults) + "\n"
 
 
