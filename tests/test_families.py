@@ -81,6 +81,19 @@ def test_every_list_of_algorithms_is_the_tables():
 
 
 @pytest.mark.parametrize("row", FAMILIES, ids=lambda row: row.name)
+def test_the_default_network_is_the_tables(row):
+    """What the samplers take for the network when the hyperparameter file gives none (λ bounds of the search)."""
+    model = row.cls("static")("MlpPolicy", "Pendulum-v1", sparsity=0.5, learning_starts=10)
+    critic = [layer.out_features for layer in sparse_linears(model.critic)]  # the hidden layers of each Q-network
+    qf = critic[: len(critic) // row.critics]
+    assert critic == qf * row.critics  # the table's number of Q-networks, alike
+    hidden = {"pi": [layer.out_features for layer in sparse_linears(model.actor)], "qf": qf}
+    arch = row.default_net_arch
+    expected = {key: list(arch[key] if isinstance(arch, dict) else arch) for key in ("pi", "qf")}
+    assert hidden == expected
+
+
+@pytest.mark.parametrize("row", FAMILIES, ids=lambda row: row.name)
 def test_the_target_schedule_is_what_the_algorithm_does(row, small_kwargs, monkeypatch):
     """The table's target update: which networks have targets, in which order they are updated and how often.
     Two train() calls of 3 gradient steps with an interval of 2 tell a global count (steps 2, 4, 6) from one inside

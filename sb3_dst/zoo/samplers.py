@@ -24,9 +24,6 @@ LAMBDA_RANGE = 20.0
 FILE_POLICY_KWARGS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "sb3_dst_file_policy_kwargs", default=None
 )
-#: CrossQ's own ``net_arch`` (sb3-dst's CrossQ classes keep it when ``policy_kwargs`` gives none; the others use
-#: 256-256): its family's ``default_net_arch``.
-CROSSQ_DEFAULT_NET_ARCH: dict[str, list[int]] = {"pi": [256, 256], "qf": [1024, 1024]}
 #: HER's parameters that rl-zoo3's ``sample_her_params`` samples when the file uses ``HerReplayBuffer``.
 HER_KEYS = ("n_sampled_goal", "goal_selection_strategy")
 #: TQC's default number of quantiles per critic (its output layer's width).
@@ -34,8 +31,8 @@ TQC_DEFAULT_N_QUANTILES = 25
 
 
 def default_net_arch(algo: str) -> list[int] | dict[str, list[int]]:
-    """The ``net_arch`` zoo algorithm ``algo`` builds when ``policy_kwargs`` has none (its family's
-    ``default_net_arch``)."""
+    """The ``net_arch`` zoo algorithm ``algo`` builds when ``policy_kwargs`` has none: its family's
+    ``default_net_arch`` (256-256, the paper's, except CrossQ's own, whose critics are 1024 wide)."""
     net_arch = ZOO_FAMILIES[algo].default_net_arch
     if isinstance(net_arch, dict):
         return {key: list(value) for key, value in net_arch.items()}
