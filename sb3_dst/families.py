@@ -32,9 +32,10 @@ from typing import Any, Literal
 
 __all__ = ["FAMILIES", "VARIANTS", "Family", "TargetUpdate", "by_harness_name", "by_zoo_name", "resolve"]
 
+#: A sparse version: ``"ds"`` (dynamic sparse training), ``"static"`` or ``"pruned"``.
+Variant = Literal["ds", "static", "pruned"]
 #: The sparse versions of each family, in the harness's order (after the dense algorithm): prefix of the class
 #: name, of the rl-zoo3 name (lower case, ``ds_td3``) and of the harness name (``DS-TD3``).
-Variant = Literal["ds", "static", "pruned"]
 VARIANTS: dict[Variant, tuple[str, str, str]] = {
     "static": ("Static", "static_", "Static-"),
     "ds": ("DS", "ds_", "DS-"),
