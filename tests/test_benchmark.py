@@ -76,7 +76,8 @@ def test_paper_hyperparameters() -> None:
 @pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v4", "Ant-v5", "Humanoid-v5"])
 def test_defaults_agree_with_zoo_files(algo: str, env_id: str) -> None:
     """The harness's built-in settings are the ones of the repository's rl-zoo3 files, except the target update
-    of the sparse SAC variants: the harness keeps the paper's hard copy, the files use SB3's soft update (#11)."""
+    of the sparse SAC variants: the harness keeps the paper's hard copy, the files use SB3's soft update (the
+    paper's hard one is `-conf sb3_dst.hyperparams.ds_sac_paper` away)."""
     spec = AlgoSpec.parse(algo)
     from_files = resolve_hyperparams(spec, env_id, hyperparams_dir=REPO / "hyperparams")
     built_in = resolve_hyperparams(spec, env_id)

@@ -1,4 +1,4 @@
-"""Compact model files (#14): sparse layers saved as their connections' values and bit-packed positions."""
+"""Compact model files: sparse layers saved as their connections' values and bit-packed positions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sparse convolutions (issue #12): with ``sparse_features_extractor=True`` the convolutions of a features extractor
+"""Sparse convolutions: with ``sparse_features_extractor=True`` the convolutions of a features extractor
 get masks on their 4-D kernels, budgets from the ERK score of a kernel, masked steps, evolution, target sparsity
 (Algorithm 3) and compact saves, like the fully connected layers."""
 

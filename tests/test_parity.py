@@ -1,5 +1,7 @@
-"""Parity with Stable-Baselines3 (issue #12): callbacks, standalone policies, observation types, gSDE, and the
-other options of SB3's TD3/SAC (action dtypes, vectorized envs, replay buffers, architectures, loading)."""
+"""Parity with Stable-Baselines3: callbacks, image observations, and the other options of SB3's TD3/SAC (action
+dtypes, vectorized envs, replay buffers, architectures, loading, TensorBoard), on the paper's two families. What every
+family does (standalone policies, Dict observations with HER, targets after loading...) is in tests/test_families.py,
+gSDE in tests/test_sac.py."""
 
 from __future__ import annotations
 
@@ -10,29 +12,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import assert_same_outputs
 from gymnasium import spaces
-from stable_baselines3 import HerReplayBuffer
+from sparse_checks import assert_sparse_and_targets_match
 from stable_baselines3.common.buffers import NStepReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.envs import BitFlippingEnv, SimpleMultiObsEnv
-from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
+from stable_baselines3.common.envs import SimpleMultiObsEnv
+from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecNormalize
 
 from sb3_dst import DSSAC, DSTD3, PrunedSAC, PrunedTD3, StaticSAC, StaticTD3
 from sb3_dst.common.masking import MASK_NAME, sparse_layers, sparse_linears
 
 ALGOS = [DSTD3, DSSAC]
-ALL_ALGOS = [DSTD3, DSSAC, StaticTD3, StaticSAC]
-
-
-def target_pairs(model) -> list[tuple[th.nn.Module, th.nn.Module]]:
-    """(online, target) sparse layers of every network that has a target."""
-    pairs = list(zip(sparse_layers(model.critic), sparse_layers(model.critic_target), strict=True))
-    if hasattr(model, "actor_target"):
-        pairs += list(zip(sparse_layers(model.actor), sparse_layers(model.actor_target), strict=True))
-    return pairs
 
 
 # --- 1. callbacks given as functions --------------------------------------------------------------------------
@@ -60,80 +52,7 @@ def test_function_callbacks_are_converted_like_sb3(algo, as_list, small_kwargs):
         assert counter.n_calls == 30
 
 
-# --- 2. policies and actors saved and loaded on their own -----------------------------------------------------
-
-
-@pytest.mark.parametrize("algo", ALGOS)
-@pytest.mark.parametrize("part", ["policy", "actor", "critic"])
-def test_policy_actor_and_critic_save_and_load_on_their_own(algo, part, small_kwargs, tmp_path):
-    model = algo("MlpPolicy", "Pendulum-v1", seed=1, evolution_interval=20, **small_kwargs)
-    model.learn(120)  # evolved: the masks differ from any freshly drawn ones
-    module = getattr(model, part)
-    module.save(tmp_path / part)
-    th.manual_seed(123)  # the rebuilt masks must come from the file, not from the random generator
-    loaded = type(module).load(tmp_path / part)
-    a, b = module.state_dict(), loaded.state_dict()
-    assert a.keys() == b.keys() and any(k.endswith(MASK_NAME) for k in a)
-    assert all(th.equal(a[k], b[k]) for k in a)
-    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(loaded)] == [
-        int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(module)
-    ]
-    obs = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (16, 3)), dtype=th.float32)
-    with th.no_grad():
-        if part == "critic":
-            actions = th.zeros(16, 1)
-            assert_same_outputs(module(obs, actions), loaded(obs, actions), model)
-        else:
-            predictions = (m.predict(obs.numpy(), deterministic=True)[0] for m in (module, loaded))
-            assert_same_outputs(*map(th.as_tensor, predictions), model)
-
-
-# --- 3. Dict observations and HER ------------------------------------------------------------------------------
-
-
-def assert_sparse_and_targets_match(model) -> None:
-    """Absent online weights are exactly zero; each sparse target layer has as many non-zeros as its online one."""
-    for layer in sparse_layers(model.actor) + sparse_layers(model.critic):
-        assert bool((layer.weight[getattr(layer, MASK_NAME) == 0] == 0).all())
-    for online, target in target_pairs(model):
-        assert int(th.count_nonzero(target.weight)) == int(getattr(online, MASK_NAME).sum())
-
-
-@pytest.mark.parametrize("algo", ALL_ALGOS)
-def test_multi_input_policy_with_her_trains_saves_and_resumes(algo, small_kwargs, tmp_path):
-    env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
-    extra = dict(evolution_interval=20) if algo.dynamic else {}
-    model = algo(
-        "MultiInputPolicy",
-        env,
-        replay_buffer_class=HerReplayBuffer,
-        replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="future"),
-        buffer_size=1000,
-        seed=2,
-        **extra,
-        **small_kwargs,
-    )
-    assert isinstance(model.actor.features_extractor, CombinedExtractor)
-    connections = [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(model.policy)]
-    # two sparse layers in each of: actor, 2 Q-networks, their 2 targets (and the TD3 actor target)
-    assert len(connections) == (12 if hasattr(model, "actor_target") else 10)
-    model.learn(150)
-    assert model._n_updates == 100 and model.num_evolutions == (5 if algo.dynamic else 0)
-    assert_sparse_and_targets_match(model)
-    model.save(tmp_path / "model.zip")
-    model.save_replay_buffer(tmp_path / "buffer.pkl")
-    loaded = algo.load(tmp_path / "model.zip", env=BitFlippingEnv(n_bits=4, continuous=True, max_steps=4))
-    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
-    assert loaded.replay_buffer.size() == model.replay_buffer.size()
-    obs = env.reset(seed=0)[0]
-    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
-    loaded.learn(60, reset_num_timesteps=False)
-    assert loaded._n_updates == 160
-    assert_sparse_and_targets_match(loaded)
-    assert [int(getattr(x, MASK_NAME).sum()) for x in sparse_linears(loaded.policy)] == connections
-
-
-# --- 4. image observations --------------------------------------------------------------------------------------
+# --- 2. image observations --------------------------------------------------------------------------------------
 
 
 class TinyImageEnv(gym.Env):
@@ -179,78 +98,7 @@ def test_cnn_policy_keeps_the_extractor_dense_and_the_mlp_sparse(algo, share, sm
     assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
 
-# --- 5. gSDE -----------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("sparse_output_layer", [False, True])
-def test_dssac_with_gsde_trains_evolves_and_keeps_its_masks(sparse_output_layer, small_kwargs, tmp_path):
-    if sparse_output_layer:
-        small_kwargs["er_lambda"] = [1.0, 8.0, 0.5]  # the mean head (32x1) is sparse too; log_std is a parameter
-    model = DSSAC(
-        "MlpPolicy",
-        "Pendulum-v1",
-        use_sde=True,
-        sde_sample_freq=4,
-        evolution_interval=10,
-        sparse_output_layer=sparse_output_layer,
-        seed=5,
-        **small_kwargs,
-    )
-    names = [name for name, m in model.actor.named_modules() if hasattr(m, MASK_NAME)]
-    assert names == ["latent_pi.0", "latent_pi.2"] + (["mu.0"] if sparse_output_layer else [])
-    before = {k: v.clone() for k, v in model.actor.state_dict().items() if k.endswith(MASK_NAME)}
-    model.learn(100)
-    model.train(gradient_steps=5, batch_size=32)  # steps 51-55: no evolution (e = 10)
-    assert model.num_evolutions == 5
-    assert all(not th.equal(v, model.actor.state_dict()[k]) for k, v in before.items())
-    assert [int(v.sum()) for v in before.values()] == [
-        int(getattr(m, MASK_NAME).sum()) for m in sparse_linears(model.actor)
-    ]
-    assert_sparse_and_targets_match(model)
-    model.save(tmp_path / "model.zip")
-    loaded = DSSAC.load(tmp_path / "model.zip")
-    obs = np.zeros((2, 3), dtype=np.float32)
-    assert np.array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
-
-
-# --- 6. masked updates between evolutions, target sparsity after loading ------------------------------------------
-
-
-@pytest.mark.parametrize("algo", ALGOS)
-def test_absent_weights_stay_zero_at_steps_that_are_not_evolutions(algo, small_kwargs):
-    model = algo("MlpPolicy", "Pendulum-v1", seed=6, evolution_interval=20, **small_kwargs)
-    model.learn(90)  # 40 gradient steps: the last evolution was at step 40, which re-masked every layer
-    assert model._n_updates == 40
-    networks = {"actor": model.actor, "critic": model.critic}
-    masks = {name: [getattr(x, MASK_NAME).clone() for x in sparse_linears(net)] for name, net in networks.items()}
-    weights = {name: [x.weight.detach().clone() for x in sparse_linears(net)] for name, net in networks.items()}
-    for _ in range(4):  # steps 41-44, one at a time: no evolution, two TD3 actor updates (d = 2)
-        model.train(gradient_steps=1, batch_size=32)
-        for name, net in networks.items():
-            for layer, mask in zip(sparse_linears(net), masks[name], strict=True):
-                assert th.equal(getattr(layer, MASK_NAME), mask)  # not an evolution step
-                assert bool((layer.weight[mask == 0] == 0).all()), f"{name}: an absent weight moved"
-        assert_sparse_and_targets_match(model)
-    assert model.num_evolutions == 2
-    for name, net in networks.items():  # the steps did move the existing weights of every network
-        assert all(not th.equal(x.weight, w) for x, w in zip(sparse_linears(net), weights[name], strict=True))
-
-
-@pytest.mark.parametrize("algo", ALL_ALGOS)
-def test_targets_keep_the_online_connection_counts_after_load_and_resume(algo, small_kwargs, tmp_path):
-    extra = dict(evolution_interval=15) if algo.dynamic else {}
-    model = algo("MlpPolicy", "Pendulum-v1", seed=7, **extra, **small_kwargs)
-    model.learn(100)
-    model.save(tmp_path / "model.zip")
-    model.save_replay_buffer(tmp_path / "buffer.pkl")
-    loaded = algo.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
-    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
-    assert_sparse_and_targets_match(loaded)
-    for _ in range(4):  # resume across evolutions (steps 60 and 75) and check after every chunk
-        loaded.learn(10, reset_num_timesteps=False)
-        assert_sparse_and_targets_match(loaded)
-    assert loaded._n_updates == 90
-    assert loaded.num_evolutions == (6 if algo.dynamic else 0)
+# --- 3. sparse feature extractors -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("algo", ALGOS)
@@ -292,7 +140,7 @@ def test_sparse_features_extractor_refuses_what_it_cannot_do(policy, env, extra,
         DSTD3(policy, env(), buffer_size=100, **small_kwargs)
 
 
-# --- 7. everything else SB3's TD3/SAC accept -------------------------------------------------------------------
+# --- 4. everything else SB3's TD3/SAC accept -------------------------------------------------------------------
 
 
 class Float64Actions(gym.Wrapper):
@@ -447,7 +295,7 @@ def test_set_parameters_without_masks_keeps_the_models_masks(algo, small_kwargs)
     assert_sparse_and_targets_match(model)
 
 
-# --- 8. TensorBoard run names ------------------------------------------------------------------------------------
+# --- 5. TensorBoard run names ------------------------------------------------------------------------------------
 
 
 def logged_run_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:

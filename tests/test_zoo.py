@@ -21,24 +21,18 @@ import optuna
 import pytest
 
 from sb3_dst import (
-    DSDDPG,
     DSSAC,
     DSTD3,
     DSTQC,
     DSCrossQ,
-    PrunedCrossQ,
-    PrunedDDPG,
     PrunedSAC,
     PrunedTD3,
-    PrunedTQC,
-    StaticCrossQ,
-    StaticDDPG,
     StaticSAC,
     StaticTD3,
-    StaticTQC,
 )
 from sb3_dst.common.masking import MASK_NAME, sparse_linears
-from sb3_dst.hyperparams import ALGOS_WITH_FILES, hyperparams_file, load
+from sb3_dst.families import FAMILIES
+from sb3_dst.hyperparams import ALGOS_WITH_FILES, hyperparams_dir, hyperparams_file, load
 from sb3_dst.zoo import (
     LAMBDA_MAX_ATTR,
     PRUNED_REASON_ATTR,
@@ -57,28 +51,13 @@ from sb3_dst.zoo.registry import CROSSQ_ALGOS, DDPG_ALGOS, TQC_ALGOS
 from sb3_dst.zoo.samplers import FILE_POLICY_KWARGS, HER_KEYS, SPARSITY_RANGE, critic_outputs, default_net_arch
 
 TESTS_DIR = Path(__file__).resolve().parent
-CLASSES = {
-    "ds_td3": DSTD3,
-    "ds_sac": DSSAC,
-    "static_td3": StaticTD3,
-    "static_sac": StaticSAC,
-    "pruned_td3": PrunedTD3,
-    "pruned_sac": PrunedSAC,
-    "ds_tqc": DSTQC,
-    "static_tqc": StaticTQC,
-    "pruned_tqc": PrunedTQC,
-    "ds_crossq": DSCrossQ,
-    "static_crossq": StaticCrossQ,
-    "pruned_crossq": PrunedCrossQ,
-    "ds_ddpg": DSDDPG,
-    "static_ddpg": StaticDDPG,
-    "pruned_ddpg": PrunedDDPG,
-}
+#: rl-zoo3 name -> sparse class, from the family table (tests/test_families.py checks the registry against it).
+CLASSES = {row.zoo_name(variant): row.cls(variant) for row in FAMILIES for variant in ("ds", "static", "pruned")}
 #: Files with the paper's settings (TD3 and SAC families); the others hold rl-zoo3's tuned values.
-PAPER_FILES = ("ds_td3", "ds_sac", "static_td3", "static_sac", "pruned_td3", "pruned_sac", "td3", "sac")
+PAPER_FILES = tuple(stem for row in FAMILIES if row.name in ("TD3", "SAC") for stem in row.hyperparams_files)
 #: Dense algorithm of each file built on rl-zoo3's tuned values.
 ZOO_TUNED_FILES = {
-    f"{prefix}{dense}": dense for dense in ("tqc", "crossq", "ddpg") for prefix in ("ds_", "static_", "pruned_", "")
+    stem: row.stem for row in FAMILIES if row.name not in ("TD3", "SAC") for stem in row.hyperparams_files
 }
 PAPER_ENVS = [f"{name}-v{v}" for name in ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid") for v in (4, 5)]
 #: Tiny budget that fits Pendulum-v1 (obs 3, act 1): λ1 <= 3·32/35 = 2.74, λ2 <= 16.
@@ -138,6 +117,7 @@ def test_startup_hook_is_cheap_and_registers_on_import(tmp_path: Path) -> None:
 def test_every_file_is_listed() -> None:
     assert set(ALGOS_WITH_FILES) == set(PAPER_FILES) | set(ZOO_TUNED_FILES)
     assert set(ZOO_ALGOS) < set(ALGOS_WITH_FILES)
+    assert {path.stem for path in hyperparams_dir().glob("*.yml")} == set(ALGOS_WITH_FILES)  # none left out
 
 
 @pytest.mark.parametrize("algo", PAPER_FILES)

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sb3_dst.hyperparams import PAPER_SAC_TARGET_UPDATE
+from sb3_dst.families import FAMILIES, VARIANTS, by_harness_name
+from sb3_dst.hyperparams import PAPER_SAC_TARGET_UPDATE, hyperparams_dir
 
 __all__ = [
     "ALGORITHMS",
@@ -37,32 +38,16 @@ __all__ = [
     "resolve_hyperparams",
 ]
 
-#: Paper name -> (import path of the class, rl-zoo3 hyperparameter file stem).
+#: Harness name -> (``module:Class`` of the algorithm, rl-zoo3 hyperparameter file stem), from
+#: :data:`sb3_dst.families.FAMILIES`: each family's dense algorithm, then its Static, DS and Pruned versions.
 ALGORITHMS: dict[str, tuple[str, str]] = {
-    "TD3": ("stable_baselines3:TD3", "td3"),
-    "Static-TD3": ("sb3_dst:StaticTD3", "static_td3"),
-    "DS-TD3": ("sb3_dst:DSTD3", "ds_td3"),
-    "Pruned-TD3": ("sb3_dst:PrunedTD3", "pruned_td3"),
-    "SAC": ("stable_baselines3:SAC", "sac"),
-    "Static-SAC": ("sb3_dst:StaticSAC", "static_sac"),
-    "DS-SAC": ("sb3_dst:DSSAC", "ds_sac"),
-    "Pruned-SAC": ("sb3_dst:PrunedSAC", "pruned_sac"),
-    "DDPG": ("stable_baselines3:DDPG", "ddpg"),
-    "Static-DDPG": ("sb3_dst:StaticDDPG", "static_ddpg"),
-    "DS-DDPG": ("sb3_dst:DSDDPG", "ds_ddpg"),
-    "Pruned-DDPG": ("sb3_dst:PrunedDDPG", "pruned_ddpg"),
-    "TQC": ("sb3_contrib:TQC", "tqc"),
-    "Static-TQC": ("sb3_dst:StaticTQC", "static_tqc"),
-    "DS-TQC": ("sb3_dst:DSTQC", "ds_tqc"),
-    "Pruned-TQC": ("sb3_dst:PrunedTQC", "pruned_tqc"),
-    "CrossQ": ("sb3_contrib:CrossQ", "crossq"),
-    "Static-CrossQ": ("sb3_dst:StaticCrossQ", "static_crossq"),
-    "DS-CrossQ": ("sb3_dst:DSCrossQ", "ds_crossq"),
-    "Pruned-CrossQ": ("sb3_dst:PrunedCrossQ", "pruned_crossq"),
+    family.harness_name(variant): (family.class_path(variant), family.zoo_name(variant))
+    for family in FAMILIES
+    for variant in (None, *VARIANTS)
 }
 
 #: The dense baseline of each family, for FLOPs ratios (each family is named after its dense algorithm).
-DENSE_BASELINE = {"TD3": "TD3", "SAC": "SAC", "DDPG": "DDPG", "TQC": "TQC", "CrossQ": "CrossQ"}
+DENSE_BASELINE = {family.name: family.name for family in FAMILIES}
 
 # --- The paper's settings (Sokar et al. §4.4 and Appendix A) -------------------------------------------
 
@@ -96,7 +81,9 @@ _SAC_COMMON: dict[str, Any] = {
     "policy_kwargs": {"net_arch": [256, 256]},
 }
 # Dense SAC: main-text soft update. Sparse SAC (Appendix A): hard update every 1000 gradient steps
-# (PAPER_SAC_TARGET_UPDATE; the zoo files of the sparse SACs use the soft one, see issue #11).
+# (PAPER_SAC_TARGET_UPDATE). The zoo files of the sparse SACs use SB3's soft one, which rl-zoo3's dense SAC uses too,
+# so that `--algo ds_sac` differs from `--algo sac` only in its topology; the paper's hard copy is one
+# `-conf sb3_dst.hyperparams.ds_sac_paper` away (sb3_dst/hyperparams/ds_sac_paper.py).
 _SAC_SOFT = {"tau": 0.005, "target_update_interval": 1}
 # DDPG, TQC and CrossQ have no settings in the paper: rl-zoo3's tuned MuJoCo values for the dense algorithm
 # (rl_zoo3/hyperparams/{ddpg,tqc,crossq}.yml, the v4 entries, used for v5 too), else the library's defaults.
@@ -153,6 +140,8 @@ _CROSSQ_MUJOCO: dict[str, Any] = {
     "learning_starts": 5_000,
     "policy_kwargs": {"net_arch": {"pi": [256, 256], "qf": [2048, 2048]}},
 }
+#: The families whose settings are written here (the others read their rl-zoo3 files).
+_BUILT_IN = ("TD3", "SAC", "DDPG", "TQC", "CrossQ")
 #: The tasks with rl-zoo3 tuned values for DDPG, TQC and CrossQ (their v4 and v5 ids).
 _MUJOCO_TASKS = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 
@@ -177,8 +166,8 @@ _MUJOCO_VERSIONS = ("v4", "v5")
 
 def family(algo: str) -> str:
     """The dense algorithm a (variant of an) algorithm builds on: ``"TD3"``, ``"SAC"``, ``"DDPG"``, ``"TQC"`` or
-    ``"CrossQ"`` (the name after the ``Static-``/``DS-``/``Pruned-`` prefix)."""
-    return AlgoSpec.parse(algo).base.rpartition("-")[2]
+    ``"CrossQ"`` (its family's name in :data:`sb3_dst.families.FAMILIES`)."""
+    return by_harness_name(AlgoSpec.parse(algo).base).name
 
 
 def _topology(env_id: str, by_name: Mapping[str, list[float]], by_id: Mapping[str, list[float]]) -> dict[str, Any]:
@@ -191,10 +180,20 @@ def _topology(env_id: str, by_name: Mapping[str, list[float]], by_id: Mapping[st
 
 
 def default_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
-    """The paper's hyperparameters for base algorithm ``algo`` on ``env_id`` (rl-zoo3 keys)."""
+    """The paper's hyperparameters for base algorithm ``algo`` on ``env_id`` (rl-zoo3 keys).
+
+    TD3 and SAC: the paper's; DDPG, TQC and CrossQ: rl-zoo3's tuned values of the dense algorithm. A family with no
+    settings written here takes those of its rl-zoo3 file in sb3-dst's ``hyperparams/`` (the entry for
+    ``env_id``, else ``default``).
+    """
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
     dense = family(algo)
+    if dense not in _BUILT_IN:
+        params = load_zoo_hyperparams(hyperparams_dir(), algo, env_id)
+        if params is None:
+            raise ValueError(f"{algo}: {ALGORITHMS[algo][1]}.yml has no entry for {env_id} nor a default one")
+        return params
     if dense in ("DDPG", "TQC", "CrossQ"):
         name, _, version = env_id.partition("-")
         mujoco = name in _MUJOCO_TASKS and version in _MUJOCO_VERSIONS
@@ -295,10 +294,12 @@ def _resolve_matching_sparsity(params: dict[str, Any], dense: str, env_id: str) 
     env = gym.make(env_id)
     n_obs, n_act = math.prod(env.observation_space.shape or ()), math.prod(env.action_space.shape or ())
     env.close()
-    two_heads = dense in ("SAC", "TQC", "CrossQ")  # a Gaussian actor's mean and log-std layers
+    row = by_harness_name(dense)
+    two_heads = row.actor == "gaussian"  # a Gaussian actor's mean and log-std layers
+    critic_outputs = int(policy_kwargs.get("n_quantiles", 25)) if row.quantile_critics else 1
     outputs = {
         "actor_sparsity": ("pi", n_obs, n_act * (2 if two_heads else 1)),
-        "critic_sparsity": ("qf", n_obs + n_act, int(policy_kwargs.get("n_quantiles", 25)) if dense == "TQC" else 1),
+        "critic_sparsity": ("qf", n_obs + n_act, critic_outputs),
     }
     for key in keys:
         if key not in outputs:

@@ -18,29 +18,11 @@ from typing import Any
 
 import yaml
 
-#: Algorithms with a hyperparameter file here.
-ALGOS_WITH_FILES = (
-    "ds_td3",
-    "ds_sac",
-    "static_td3",
-    "static_sac",
-    "pruned_td3",
-    "pruned_sac",
-    "td3",
-    "sac",
-    "ds_tqc",
-    "static_tqc",
-    "pruned_tqc",
-    "tqc",
-    "ds_crossq",
-    "static_crossq",
-    "pruned_crossq",
-    "crossq",
-    "ds_ddpg",
-    "static_ddpg",
-    "pruned_ddpg",
-    "ddpg",
-)
+from sb3_dst.families import FAMILIES
+
+#: Algorithms with a hyperparameter file here: each family's three sparse versions and its dense algorithm
+#: (:attr:`sb3_dst.families.Family.hyperparams_files`).
+ALGOS_WITH_FILES: tuple[str, ...] = tuple(stem for family in FAMILIES for stem in family.hyperparams_files)
 
 
 def hyperparams_dir() -> Path:

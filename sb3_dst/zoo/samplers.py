@@ -11,15 +11,7 @@ import optuna
 from gymnasium import spaces
 from stable_baselines3.common.noise import NormalActionNoise
 
-from sb3_dst.zoo.registry import (
-    CROSSQ_ALGOS,
-    DDPG_ALGOS,
-    DYNAMIC_ALGOS,
-    PRUNING_ALGOS,
-    STATIC_ALGOS,
-    TD3_ALGOS,
-    TQC_ALGOS,
-)
+from sb3_dst.zoo.registry import CROSSQ_ALGOS, DYNAMIC_ALGOS, PRUNING_ALGOS, STATIC_ALGOS, ZOO_ALGOS, ZOO_FAMILIES
 
 #: Trial user attribute with the largest λ of each sparse layer (density 1), set before sampling.
 LAMBDA_MAX_ATTR = "er_lambda_max"
@@ -32,9 +24,6 @@ LAMBDA_RANGE = 20.0
 FILE_POLICY_KWARGS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "sb3_dst_file_policy_kwargs", default=None
 )
-#: CrossQ's own ``net_arch`` (sb3-dst's CrossQ classes keep it when ``policy_kwargs`` gives none; the others use
-#: 256-256).
-CROSSQ_DEFAULT_NET_ARCH: dict[str, list[int]] = {"pi": [256, 256], "qf": [1024, 1024]}
 #: HER's parameters that rl-zoo3's ``sample_her_params`` samples when the file uses ``HerReplayBuffer``.
 HER_KEYS = ("n_sampled_goal", "goal_selection_strategy")
 #: TQC's default number of quantiles per critic (its output layer's width).
@@ -42,15 +31,17 @@ TQC_DEFAULT_N_QUANTILES = 25
 
 
 def default_net_arch(algo: str) -> list[int] | dict[str, list[int]]:
-    """The ``net_arch`` zoo algorithm ``algo`` builds when ``policy_kwargs`` has none."""
-    if algo in CROSSQ_ALGOS:
-        return {key: list(value) for key, value in CROSSQ_DEFAULT_NET_ARCH.items()}
-    return [256, 256]
+    """The ``net_arch`` zoo algorithm ``algo`` builds when ``policy_kwargs`` has none: its family's
+    ``default_net_arch`` (256-256, the paper's, except CrossQ's own, whose critics are 1024 wide)."""
+    net_arch = ZOO_FAMILIES[algo].default_net_arch
+    if isinstance(net_arch, dict):
+        return {key: list(value) for key, value in net_arch.items()}
+    return list(net_arch)
 
 
 def critic_outputs(algo: str, policy_kwargs: dict[str, Any] | None) -> int:
-    """Width of the critic's output layer: ``n_quantiles`` for TQC, else 1."""
-    if algo in TQC_ALGOS:
+    """Width of the critic's output layer: ``n_quantiles`` for quantile critics (TQC), else 1."""
+    if ZOO_FAMILIES[algo].quantile_critics:
         return int((policy_kwargs or {}).get("n_quantiles", TQC_DEFAULT_N_QUANTILES))
     return 1
 
@@ -112,7 +103,7 @@ SEARCH_ENV = "SB3_DST_SEARCH"
 SEARCHABLE: dict[str, frozenset[str]] = {
     "sparsity": DYNAMIC_ALGOS | PRUNING_ALGOS | STATIC_ALGOS,
     "sparsity_distribution": DYNAMIC_ALGOS | PRUNING_ALGOS | STATIC_ALGOS,
-    "target_pruning": (DYNAMIC_ALGOS | PRUNING_ALGOS | STATIC_ALGOS) - CROSSQ_ALGOS,  # CrossQ has no targets
+    "target_pruning": (DYNAMIC_ALGOS | PRUNING_ALGOS | STATIC_ALGOS) - CROSSQ_ALGOS,  # without targets (CrossQ)
     "growth": DYNAMIC_ALGOS,
     "drop_fraction_schedule": DYNAMIC_ALGOS,
 }
@@ -130,7 +121,7 @@ def searched_dimensions(algo: str) -> list[str]:
     unknown = sorted(set(keys) - set(SEARCHABLE))
     if unknown:
         raise ValueError(f"{SEARCH_ENV} has unknown keys {unknown}; valid keys: {', '.join(SEARCHABLE)}")
-    if algo in CROSSQ_ALGOS and "sparsity" not in keys:
+    if not ZOO_FAMILIES[algo].per_layer_lambda and "sparsity" not in keys:
         # CrossQ samples one sparsity level instead of λ per layer: a λ list is shared by actor and critics, so its
         # bounds are the narrow 256-wide actor's, which would keep the 1024- or 2048-wide critics' second layer at
         # most 25 % or 12.5 % dense (its files use 50 %); ERK then gives each network its own per-layer densities.
@@ -172,7 +163,7 @@ def _sample_td3(trial: optuna.Trial, algo: str) -> dict[str, Any]:
     params = _sample_common(trial, algo)
     params["batch_size"] = trial.suggest_categorical("batch_size", [64, 100, 128, 256, 512])
     params["tau"] = trial.suggest_float("tau", 0.001, 0.02, log=True)
-    if algo not in DDPG_ALGOS:  # DDPG has no policy delay nor target policy smoothing (DSDDPG refuses them)
+    if ZOO_FAMILIES[algo].policy_smoothing:  # DDPG has neither policy delay nor target smoothing (DSDDPG refuses them)
         params["policy_delay"] = trial.suggest_int("policy_delay", 1, 3)
         params["target_policy_noise"] = trial.suggest_float("target_policy_noise", 0.05, 0.5)
     params["noise_std"] = trial.suggest_float("noise_std", 0.05, 0.5)
@@ -183,13 +174,14 @@ def _sample_sac(trial: optuna.Trial, algo: str) -> dict[str, Any]:
     params = _sample_common(trial, algo)
     params["batch_size"] = trial.suggest_categorical("batch_size", [64, 128, 256, 512])
     params["ent_coef"] = trial.suggest_float("ent_coef", 0.01, 1.0, log=True)
-    if algo in TQC_ALGOS:  # rl-zoo3's TQC ranges; TQC keeps its soft target update (tau of the file, every step)
+    family = ZOO_FAMILIES[algo]
+    if family.quantile_critics:  # rl-zoo3's TQC ranges; TQC keeps its soft target update (tau of the file, every step)
         n_quantiles = trial.suggest_int("n_quantiles", 5, 50)
         params["n_quantiles"] = n_quantiles
         params["top_quantiles_to_drop_per_net"] = trial.suggest_int(
             "top_quantiles_to_drop_per_net", 0, min(n_quantiles - 1, 5)
         )
-    elif algo not in CROSSQ_ALGOS:  # CrossQ has no target networks
+    elif family.target_update.counted == "global" and family.target_update.interval == "target_update_interval":  # SAC
         # Both target updates, each with its own parameter, so a sample is consistent whatever the file holds:
         # soft (SB3's, sb3-dst's default: tau every gradient step) or hard (the paper's: tau = 1 every
         # `target_update_interval` gradient steps, counted globally).
@@ -246,7 +238,7 @@ def convert_dst_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sampler(algo: str) -> Callable[[optuna.Trial, int, int, dict], dict[str, Any]]:
-    sample = _sample_td3 if algo in TD3_ALGOS else _sample_sac
+    sample = _sample_td3 if ZOO_FAMILIES[algo].actor == "deterministic" else _sample_sac
 
     def sample_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
         sampled = sample(trial, algo)
@@ -266,15 +258,31 @@ def _sampler(algo: str) -> Callable[[optuna.Trial, int, int, dict], dict[str, An
 
     sample_params.__name__ = f"sample_{algo}_params"
     sample_params.__qualname__ = sample_params.__name__
+    sample_params.__doc__ = f"""Optuna sampler of ``{algo}``: the ranges of :func:`sample_ds_td3_params` (deterministic
+    actor) or :func:`sample_ds_sac_params` (Gaussian actor), as its family's row in :mod:`sb3_dst.families` says."""
     return sample_params
 
 
-sample_ds_td3_params = _sampler("ds_td3")
-sample_static_td3_params = _sampler("static_td3")
-sample_ds_sac_params = _sampler("ds_sac")
-sample_static_sac_params = _sampler("static_sac")
-sample_pruned_td3_params = _sampler("pruned_td3")
-sample_pruned_sac_params = _sampler("pruned_sac")
+#: rl-zoo3 name -> its Optuna sampler, for every algorithm of :data:`~sb3_dst.zoo.registry.ZOO_ALGOS` (that is, of
+#: :data:`sb3_dst.families.FAMILIES`); what each samples follows from its family's row.
+SAMPLERS: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = {
+    algo: _sampler(algo) for algo in ZOO_ALGOS
+}
+sample_ds_td3_params = SAMPLERS["ds_td3"]
+sample_static_td3_params = SAMPLERS["static_td3"]
+sample_pruned_td3_params = SAMPLERS["pruned_td3"]
+sample_ds_sac_params = SAMPLERS["ds_sac"]
+sample_static_sac_params = SAMPLERS["static_sac"]
+sample_pruned_sac_params = SAMPLERS["pruned_sac"]
+sample_ds_tqc_params = SAMPLERS["ds_tqc"]
+sample_static_tqc_params = SAMPLERS["static_tqc"]
+sample_pruned_tqc_params = SAMPLERS["pruned_tqc"]
+sample_ds_crossq_params = SAMPLERS["ds_crossq"]
+sample_static_crossq_params = SAMPLERS["static_crossq"]
+sample_pruned_crossq_params = SAMPLERS["pruned_crossq"]
+sample_ds_ddpg_params = SAMPLERS["ds_ddpg"]
+sample_static_ddpg_params = SAMPLERS["static_ddpg"]
+sample_pruned_ddpg_params = SAMPLERS["pruned_ddpg"]
 sample_ds_td3_params.__doc__ = """Optuna sampler of ``ds_td3`` (rl-zoo3's ``HYPERPARAMS_SAMPLER`` signature).
 
 Ranges (log = log-uniform). The network (``net_arch``, weight decay: ``policy_kwargs``) and every other key stay
@@ -342,15 +350,6 @@ sample_pruned_td3_params.__doc__ = """Optuna sampler of ``pruned_td3``: as :func
 sample_pruned_sac_params.__doc__ = """Optuna sampler of ``pruned_sac``: as :func:`sample_static_sac_params`, plus
 ``evolution_interval`` (log int [100, 10000]); λ sets the final budget."""
 
-sample_ds_tqc_params = _sampler("ds_tqc")
-sample_static_tqc_params = _sampler("static_tqc")
-sample_pruned_tqc_params = _sampler("pruned_tqc")
-sample_ds_crossq_params = _sampler("ds_crossq")
-sample_static_crossq_params = _sampler("static_crossq")
-sample_pruned_crossq_params = _sampler("pruned_crossq")
-sample_ds_ddpg_params = _sampler("ds_ddpg")
-sample_static_ddpg_params = _sampler("static_ddpg")
-sample_pruned_ddpg_params = _sampler("pruned_ddpg")
 sample_ds_tqc_params.__doc__ = """Optuna sampler of ``ds_tqc``: as :func:`sample_ds_sac_params` without
 ``target_update`` (TQC keeps its soft update, ``tau`` of the file every step), plus rl-zoo3's TQC ranges:
 ``n_quantiles`` int [5, 50] (into ``policy_kwargs``, merged with the file's) and ``top_quantiles_to_drop_per_net``
@@ -374,21 +373,3 @@ sample_ds_ddpg_params.__doc__ = """Optuna sampler of ``ds_ddpg``: as :func:`samp
 sample_static_ddpg_params.__doc__ = "Optuna sampler of ``static_ddpg``: as :func:`sample_ds_ddpg_params` without η, e."
 sample_pruned_ddpg_params.__doc__ = """Optuna sampler of ``pruned_ddpg``: as :func:`sample_static_ddpg_params`, plus
 ``evolution_interval`` (log int [100, 10000])."""
-
-SAMPLERS: dict[str, Callable[[optuna.Trial, int, int, dict], dict[str, Any]]] = {
-    "ds_td3": sample_ds_td3_params,
-    "static_td3": sample_static_td3_params,
-    "ds_sac": sample_ds_sac_params,
-    "static_sac": sample_static_sac_params,
-    "pruned_td3": sample_pruned_td3_params,
-    "pruned_sac": sample_pruned_sac_params,
-    "ds_tqc": sample_ds_tqc_params,
-    "static_tqc": sample_static_tqc_params,
-    "pruned_tqc": sample_pruned_tqc_params,
-    "ds_crossq": sample_ds_crossq_params,
-    "static_crossq": sample_static_crossq_params,
-    "pruned_crossq": sample_pruned_crossq_params,
-    "ds_ddpg": sample_ds_ddpg_params,
-    "static_ddpg": sample_static_ddpg_params,
-    "pruned_ddpg": sample_pruned_ddpg_params,
-}
