@@ -3,7 +3,10 @@ dense, wide critics, no target networks."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+import torch as th
 from sb3_contrib import CrossQ
 from sb3_contrib.common.torch_layers import BatchRenorm1d
 from sparse_checks import assert_absent_weights_zero
@@ -59,3 +62,45 @@ def test_crossq_size_and_flops_by_hand():
 def test_crossq_refuses_target_pruning_it_has_no_targets_for(small_kwargs):
     with pytest.raises(ValueError, match="no target networks"):
         StaticCrossQ("MlpPolicy", "Pendulum-v1", target_pruning="online_mask", **small_kwargs)
+
+
+@pytest.mark.parametrize("warmed_up", [False, True])
+def test_batch_renorm_fast_statistics_match_sb3_contrib_and_stay_exact_without_kernels(warmed_up):
+    """The BatchRenorm that the non-masked backends use takes sb3-contrib's statistics within rounding (outputs,
+    running averages, gradients), before and after the warm-up; in a network with no layer on the kernels it is
+    sb3-contrib's computation bit for bit."""
+    from sb3_dst.common.sparse_backend import set_backend
+    from sb3_dst.dscrossq.batch_renorm import FastStatsBatchRenorm1d, set_batch_stats
+
+    th.manual_seed(0)
+    reference = BatchRenorm1d(64, warmup_steps=1)
+    fast = copy.deepcopy(reference)
+    layer = th.nn.Linear(64, 64)
+    layer.register_buffer("weight_mask", (th.rand(64, 64) < 0.5).float())
+    set_backend(layer, "sparse")
+    set_batch_stats(fast, True, [layer])
+    assert type(fast) is FastStatsBatchRenorm1d
+    for module in (reference, fast):
+        module.steps += 2 if warmed_up else 0
+        module.ra_mean.fill_(0.5)
+    x = (th.randn(256, 64) * 3 + 2).requires_grad_()
+    loss_weights = th.randn(256, 64)
+    outputs, grads = [], []
+    for module in (reference, fast):
+        y = module(x)
+        (y * loss_weights).sum().backward()
+        outputs.append(y.detach())
+        grads.append((x.grad.clone(), module.scale.grad.clone(), module.bias.grad.clone()))
+        x.grad = None
+    th.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    for got, expected in zip(grads[1], grads[0], strict=True):
+        th.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+    th.testing.assert_close(fast.ra_var, reference.ra_var, rtol=1e-5, atol=1e-6)
+    th.testing.assert_close(fast.ra_mean, reference.ra_mean, rtol=1e-5, atol=1e-6)
+    assert int(fast.steps) == int(reference.steps)
+    set_backend(layer, "masked")  # no layer on the kernels: sb3-contrib's own computation
+    fast.load_state_dict(reference.state_dict())
+    x = th.randn(256, 64)
+    assert th.equal(fast(x), reference(x))
+    set_batch_stats(fast, False)
+    assert type(fast) is BatchRenorm1d

@@ -49,6 +49,7 @@ __all__ = [
     "SparseLinear",
     "check_backend",
     "invalidate",
+    "is_feature_major",
     "set_backend",
     "sparse_adam_step",
     "sparse_is_faster",
@@ -237,7 +238,7 @@ class _SparseLinearFunction(th.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
-def _is_feature_major(x: th.Tensor) -> bool:
+def is_feature_major(x: th.Tensor) -> bool:
     """Whether a B × n tensor is laid out as the transpose of a contiguous n × B one (and not also row-major)."""
     return x.dim() == 2 and not x.is_contiguous() and x.t().is_contiguous()
 
@@ -262,7 +263,7 @@ class SparseLinear(nn.Linear):
         if th.is_grad_enabled() and self.weight.requires_grad:
             self._sparse_state.trained_on_kernels = index is not None
         if index is None:
-            if _is_feature_major(x) and x.dtype == self.weight.dtype:
+            if is_feature_major(x) and x.dtype == self.weight.dtype:
                 # An input laid out feature-major (it left a layer on the sparse kernels) gives a dense product laid
                 # out the same way: a stack of layers keeps one layout, and the elementwise layers between them
                 # (ReLU and its backward) stay contiguous. A row-major input takes nn.Linear's own product, so a

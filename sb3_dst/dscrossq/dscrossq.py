@@ -12,7 +12,9 @@ from stable_baselines3.common.policies import BasePolicy
 from torch.nn import functional as F
 
 from sb3_dst.common.dst import DSTMixin
+from sb3_dst.common.masking import sparse_layers
 from sb3_dst.common.updaters import Evolve, Prune, Static, Updater
+from sb3_dst.dscrossq.batch_renorm import set_batch_stats
 from sb3_dst.dscrossq.policies import MlpPolicy
 
 
@@ -53,6 +55,16 @@ class DSCrossQ(DSTMixin, CrossQ):
                 f"{type(self).__name__} has no target networks: target_pruning={self.target_pruning!r} does not "
                 "apply (leave it at its default)"
             )
+
+    def _install_backend(self) -> None:
+        """The sparse layers as every family's; on a backend other than ``"masked"``, the BatchRenorm layers take the
+        statistics of batches that leave the sparse kernels by matrix-vector products
+        (:mod:`sb3_dst.dscrossq.batch_renorm`; torch's variance was the largest item of a sparse step)."""
+        super()._install_backend()
+        fast = getattr(self, "sparse_backend", "auto") != "masked"
+        for online_attr, _ in self.networks.values():
+            network = getattr(self, online_attr)
+            set_batch_stats(network, fast, sparse_layers(network))
 
     def _update_period(self, network: str) -> int:
         """The actor is updated every ``policy_delay`` gradient steps, the critics at every step."""
