@@ -65,10 +65,13 @@ def test_crossq_refuses_target_pruning_it_has_no_targets_for(small_kwargs):
 
 
 @pytest.mark.parametrize("warmed_up", [False, True])
-def test_batch_renorm_fast_statistics_match_sb3_contrib_and_stay_exact_without_kernels(warmed_up):
-    """The BatchRenorm that the non-masked backends use takes sb3-contrib's statistics within rounding (outputs,
-    running averages, gradients), before and after the warm-up; in a network with no layer on the kernels it is
-    sb3-contrib's computation bit for bit."""
+@pytest.mark.parametrize("feature_major", [False, True])
+def test_batch_renorm_fast_statistics_match_sb3_contrib_and_stay_exact_without_kernels(warmed_up, feature_major):
+    """The BatchRenorm that the non-masked backends use computes sb3-contrib's within rounding (outputs, running
+    averages, gradients), before and after the warm-up, on a row-major batch (statistics by matrix-vector products)
+    and on a feature-major one as a layer on the kernels leaves it (the row kernels, here with an odd batch that
+    leaves a tail of every vector loop); in a network with no layer on the kernels it is sb3-contrib's computation
+    bit for bit."""
     from sb3_dst.common.sparse_backend import set_backend
     from sb3_dst.dscrossq.batch_renorm import FastStatsBatchRenorm1d, set_batch_stats
 
@@ -83,8 +86,12 @@ def test_batch_renorm_fast_statistics_match_sb3_contrib_and_stay_exact_without_k
     for module in (reference, fast):
         module.steps += 2 if warmed_up else 0
         module.ra_mean.fill_(0.5)
-    x = (th.randn(256, 64) * 3 + 2).requires_grad_()
-    loss_weights = th.randn(256, 64)
+    batch = 37 if feature_major else 256
+    x = th.randn(batch, 64) * 3 + 2
+    if feature_major:
+        x = x.t().contiguous().t()
+    x.requires_grad_()
+    loss_weights = th.randn(batch, 64)
     outputs, grads = [], []
     for module in (reference, fast):
         y = module(x)

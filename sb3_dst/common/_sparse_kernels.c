@@ -194,3 +194,78 @@ void sb3dst_adam(int64_t n, const int32_t *restrict pos, float *restrict param, 
         param[i] = p + (negative_step_size * m) / (sqrtf(v) / bias_correction2_sqrt + eps);
     }
 }
+
+/* Batch statistics of feature-major rows (one row of B values per feature), for CrossQ's BatchRenorm: the mean
+ * and the unbiased variance, in two passes over each row (the second on centred values, as torch's var). */
+static inline float row_sum(const float *x, int64_t batch) {
+    const int64_t narrow = batch - batch % VW;
+    vec a = {0};
+    for (int64_t b = 0; b < narrow; b += VW) a += load(x + b);
+    float s = hsum(a);
+    for (int64_t b = narrow; b < batch; b++) s += x[b];
+    return s;
+}
+
+void sb3dst_row_moments(int64_t n_rows, int64_t batch, const float *X, float *mean, float *var) {
+    const int64_t narrow = batch - batch % VW;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *x = X + r * batch;
+        const float m = row_sum(x, batch) / (float)batch;
+        const vec mv = splat(m);
+        vec a = {0};
+        for (int64_t b = 0; b < narrow; b += VW) {
+            const vec c = load(x + b) - mv;
+            a += c * c;
+        }
+        float s = hsum(a);
+        for (int64_t b = narrow; b < batch; b++) s += (x[b] - m) * (x[b] - m);
+        mean[r] = m;
+        var[r] = s / (float)(batch - 1);
+    }
+}
+
+/* s1[r] = Σ_b G[r, b] and s2[r] = Σ_b G[r, b] · (X[r, b] − centre[r]): the sums a normalisation's backward
+ * needs. */
+void sb3dst_row_sums(int64_t n_rows, int64_t batch, const float *G, const float *X, const float *centre, float *s1,
+                     float *s2) {
+    const int64_t narrow = batch - batch % VW;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *g = G + r * batch, *x = X + r * batch;
+        const float c = centre[r];
+        const vec cv = splat(c);
+        vec a = {0}, p = {0};
+        for (int64_t b = 0; b < narrow; b += VW) {
+            const vec gv = load(g + b);
+            a += gv;
+            p += gv * (load(x + b) - cv);
+        }
+        float sa = hsum(a), sp = hsum(p);
+        for (int64_t b = narrow; b < batch; b++) {
+            sa += g[b];
+            sp += g[b] * (x[b] - c);
+        }
+        s1[r] = sa;
+        s2[r] = sp;
+    }
+}
+
+/* D[r, b] = a[r] · X[r, b] + c[r] · G[r, b] + k[r] (the G term left out when G is NULL): a per-feature affine map
+ * of one or two feature-major matrices, a normalisation's forward (G NULL) and backward. */
+void sb3dst_row_affine(int64_t n_rows, int64_t batch, const float *a, const float *X, const float *c, const float *G,
+                       const float *k, float *D) {
+    const int64_t narrow = batch - batch % VW;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *x = X + r * batch;
+        float *d = D + r * batch;
+        const vec av = splat(a[r]), kv = splat(k[r]);
+        if (G) {
+            const float *g = G + r * batch;
+            const vec cv = splat(c[r]);
+            for (int64_t b = 0; b < narrow; b += VW) store(d + b, av * load(x + b) + cv * load(g + b) + kv);
+            for (int64_t b = narrow; b < batch; b++) d[b] = a[r] * x[b] + c[r] * g[b] + k[r];
+        } else {
+            for (int64_t b = 0; b < narrow; b += VW) store(d + b, av * load(x + b) + kv);
+            for (int64_t b = narrow; b < batch; b++) d[b] = a[r] * x[b] + k[r];
+        }
+    }
+}

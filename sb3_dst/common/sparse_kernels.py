@@ -25,7 +25,7 @@ from typing import Any
 
 import torch as th
 
-__all__ = ["KernelsUnavailable", "adam", "load_kernels", "sddmm", "spmm"]
+__all__ = ["KernelsUnavailable", "adam", "load_kernels", "row_affine", "row_moments", "row_sums", "sddmm", "spmm"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,11 @@ def _library() -> Any:
     library.sb3dst_spmm.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P, _P, ctypes.c_int32]
     library.sb3dst_sddmm.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P]
     library.sb3dst_adam.argtypes = [_I, _P, _P, _P, _P, _P, *([_F] * 8)]
-    for name in ("sb3dst_spmm", "sb3dst_sddmm", "sb3dst_adam"):
-        getattr(library, name).restype = None
+    library.sb3dst_row_moments.argtypes = [_I, _I, _P, _P, _P]
+    library.sb3dst_row_sums.argtypes = [_I, _I, _P, _P, _P, _P, _P]
+    library.sb3dst_row_affine.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P]
+    for name in ("spmm", "sddmm", "adam", "row_moments", "row_sums", "row_affine"):
+        getattr(library, f"sb3dst_{name}").restype = None
     return library
 
 
@@ -173,3 +176,49 @@ def adam(
         _check(grad, th.float32, "grad"), _check(exp_avg, th.float32, "exp_avg"),
         _check(exp_avg_sq, th.float32, "exp_avg_sq"), *scalars,
     )  # fmt: skip
+
+
+def _check_rows(name: str, rows: th.Tensor, *vectors: th.Tensor) -> tuple[int, int]:
+    n_rows, batch = rows.shape
+    for vector in vectors:
+        if vector.numel() != n_rows:
+            raise ValueError(f"{name}: a per-row vector has {vector.numel()} entries for {n_rows} rows")
+    return n_rows, batch
+
+
+def row_moments(x: th.Tensor, mean: th.Tensor, var: th.Tensor) -> None:
+    """``mean[r]`` and unbiased ``var[r]`` of each row of the feature-major n × B matrix ``x`` (B ≥ 2)."""
+    n_rows, batch = _check_rows("row_moments", x, mean, var)
+    if batch < 2:
+        raise ValueError(f"row_moments needs at least 2 columns, got {batch}")
+    _library().sb3dst_row_moments(
+        n_rows, batch, _check(x, th.float32, "x"), _check(mean, th.float32, "mean"), _check(var, th.float32, "var")
+    )
+
+
+def row_sums(g: th.Tensor, x: th.Tensor, centre: th.Tensor, s1: th.Tensor, s2: th.Tensor) -> None:
+    """``s1[r] = Σ_b g[r, b]`` and ``s2[r] = Σ_b g[r, b] (x[r, b] − centre[r])`` over n × B matrices."""
+    n_rows, batch = _check_rows("row_sums", g, centre, s1, s2)
+    if x.shape != g.shape:
+        raise ValueError(f"row_sums: x {tuple(x.shape)} does not match g {tuple(g.shape)}")
+    _library().sb3dst_row_sums(
+        n_rows, batch, _check(g, th.float32, "g"), _check(x, th.float32, "x"), _check(centre, th.float32, "centre"),
+        _check(s1, th.float32, "s1"), _check(s2, th.float32, "s2"),
+    )  # fmt: skip
+
+
+def row_affine(
+    a: th.Tensor, x: th.Tensor, k: th.Tensor, out: th.Tensor, c: th.Tensor | None = None, g: th.Tensor | None = None
+) -> th.Tensor:
+    """``out[r, b] = a[r] x[r, b] + k[r]``, plus ``c[r] g[r, b]`` when ``g`` is given, over n × B matrices."""
+    n_rows, batch = _check_rows("row_affine", x, a, k)
+    if out.shape != x.shape or (g is not None and g.shape != x.shape):
+        raise ValueError(f"row_affine: shapes x {tuple(x.shape)}, out {tuple(out.shape)}")
+    if (c is None) != (g is None) or (c is not None and c.numel() != n_rows):
+        raise ValueError("row_affine: give c and g together, c with one entry per row")
+    _library().sb3dst_row_affine(
+        n_rows, batch, _check(a, th.float32, "a"), _check(x, th.float32, "x"),
+        None if c is None else _check(c, th.float32, "c"), None if g is None else _check(g, th.float32, "g"),
+        _check(k, th.float32, "k"), _check(out, th.float32, "out"),
+    )  # fmt: skip
+    return out
