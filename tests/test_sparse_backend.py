@@ -21,6 +21,8 @@ from sb3_dst.common.sparse_backend import (
     SparseIndex,
     SparseLinear,
     invalidate,
+    is_feature_major,
+    link_layers,
     set_backend,
     sparse_adam_step,
     sparse_is_faster,
@@ -40,6 +42,7 @@ def _support(rng: np.random.Generator, n_out: int, n_in: int, density: float, em
 
 def _close(actual: th.Tensor, expected: th.Tensor, what: str) -> None:
     """Equal within float rounding: 1e-5 of the tensor's scale."""
+    actual, expected = actual.detach(), expected.detach()
     scale = max(float(expected.abs().max()), 1e-6)
     assert float((actual - expected).abs().max()) <= 1e-5 * scale, what
 
@@ -215,6 +218,37 @@ def test_auto_steps_with_sparse_adam_only_the_layers_its_last_training_pass_ran_
     assert not uses_sparse_kernels(layer, 256)
     layer(th.randn(256, 256)).sum().backward()
     assert sparse_adam_step(optimizer, [layer]) == []
+
+
+def test_under_auto_a_dense_layer_hands_a_layer_on_the_kernels_its_output_feature_major():
+    """A narrow first layer "auto" keeps dense writes its output in the layout the next layer's kernels read (no
+    transpose between them, and the ReLU and BatchRenorm between them stay contiguous); values and gradients are the
+    masked network's. A batch the next layer takes densely keeps nn.Linear's own product, bit for bit."""
+    th.manual_seed(0)
+    layers = [_sparse_layer(17, 256, 0.8, "auto", 1), _sparse_layer(256, 256, 0.05, "auto", 2)]
+    layers.append(_sparse_layer(256, 256, 0.6, "auto", 3))
+    network = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
+    link_layers(network)
+    reference = copy.deepcopy(network)  # plain nn.Linear layers
+    first_outputs: list[th.Tensor] = []
+    layers[0].register_forward_hook(lambda module, args, output: first_outputs.append(output))
+    for batch, on_kernels in ((256, True), (16, False)):
+        assert uses_sparse_kernels(layers[1], batch) is on_kernels and not uses_sparse_kernels(layers[0], batch)
+        x = th.randn(batch, 17)
+        x_a, x_b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y, z = network(x_a), reference(x_b)
+        assert is_feature_major(first_outputs[-1]) is on_kernels
+        if not on_kernels:
+            assert th.equal(first_outputs[-1], reference[0](x)) and th.equal(y, z)
+        _close(y, z, "output")
+        grad = th.randn(batch, 256)
+        (y * grad).sum().backward()
+        (z * grad).sum().backward()
+        _close(x_a.grad, x_b.grad, "input gradient")
+        for layer, plain in zip(layers, reference[::2], strict=True):  # present connections only on the kernels
+            kept = getattr(layer, MASK_NAME) > 0 if uses_sparse_kernels(layer, batch) else 1
+            _close(layer.weight.grad, plain.weight.grad * kept, "weight gradient")
+            layer.weight.grad = plain.weight.grad = None
 
 
 def test_bad_backends_are_refused_and_convolutions_stay_masked():

@@ -40,7 +40,7 @@ from sb3_dst.common.policies import (
     check_sparsity,
     check_topology,
 )
-from sb3_dst.common.sparse_backend import DenseGradientDue, check_backend, invalidate, set_backend
+from sb3_dst.common.sparse_backend import DenseGradientDue, check_backend, invalidate, link_layers, set_backend
 from sb3_dst.common.topology import EvolutionSchedule, HyperparameterError, OnlineMaskTarget, TargetSparsity
 from sb3_dst.common.updaters import UPDATER_KEYWORDS, Evolve, Prune, Updater
 
@@ -424,12 +424,15 @@ class DSTMixin:
             layers = sparse_layers(online)
             for layer in layers:
                 set_backend(layer, backend, dense_grad_due=due)
+            link_layers(online)
             self._backend_layers += layers
             if target_attr is None:
                 continue
-            for layer, target in zip(layers, sparse_layers(getattr(self, target_attr)), strict=True):
+            target_network = getattr(self, target_attr)
+            for layer, target in zip(layers, sparse_layers(target_network), strict=True):
                 set_backend(target, backend, support_of=_target_support(target, getattr(layer, MASK_NAME)))
                 self._backend_layers.append(target)
+            link_layers(target_network)
 
     def _invalidate_indices(self) -> None:
         """The topology changed: every sparse layer rebuilds its index at its next call."""

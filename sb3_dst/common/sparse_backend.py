@@ -50,6 +50,7 @@ __all__ = [
     "check_backend",
     "invalidate",
     "is_feature_major",
+    "link_layers",
     "set_backend",
     "sparse_adam_step",
     "sparse_is_faster",
@@ -152,7 +153,7 @@ class _LayerState:
     """The sparse backend's state of one layer: backend, support, cached index and RigL's dense-gradient query."""
 
     __slots__ = (
-        "auto_choice", "backend", "dense_grad_due", "grad_buffer", "grad_index", "index", "support_of",
+        "auto_choice", "backend", "dense_grad_due", "grad_buffer", "grad_index", "index", "next_layer", "support_of",
         "trained_on_kernels",
     )  # fmt: skip
 
@@ -170,6 +171,8 @@ class _LayerState:
         self.trained_on_kernels = False
         # "auto": the last (index, batch, whether the kernels are used) the rule was asked about.
         self.auto_choice: tuple[SparseIndex, int, bool] | None = None
+        # The sparse layer its output feeds in the same nn.Sequential (link_layers), if any.
+        self.next_layer: SparseLinear | None = None
 
     def weight_grad(self, weight: th.Tensor, index: SparseIndex, g_t: th.Tensor, x_t: th.Tensor) -> th.Tensor:
         """``weight``'s gradient at ``index``'s positions (``g_t`` and ``x_t`` feature-major), without allocating.
@@ -263,11 +266,13 @@ class SparseLinear(nn.Linear):
         if th.is_grad_enabled() and self.weight.requires_grad:
             self._sparse_state.trained_on_kernels = index is not None
         if index is None:
-            if is_feature_major(x) and x.dtype == self.weight.dtype:
+            if x.dtype == self.weight.dtype and (is_feature_major(x) or self._feeds_kernels(x)):
                 # An input laid out feature-major (it left a layer on the sparse kernels) gives a dense product laid
                 # out the same way: a stack of layers keeps one layout, and the elementwise layers between them
-                # (ReLU and its backward) stay contiguous. A row-major input takes nn.Linear's own product, so a
-                # network whose layers all take the dense path computes bit for bit as plain nn.Linear layers.
+                # (ReLU and its backward) stay contiguous. So does a layer whose output feeds a layer on the kernels
+                # (``"auto"`` keeps a narrow first layer dense): the next layer then takes its input without a
+                # transpose. Otherwise a row-major input takes nn.Linear's own product, so a network whose layers
+                # all take the dense path computes bit for bit as plain nn.Linear layers.
                 x_t = x.t()
                 y_t = self.weight @ x_t if self.bias is None else th.addmm(self.bias.unsqueeze(1), self.weight, x_t)
                 return y_t.t()
@@ -276,6 +281,11 @@ class SparseLinear(nn.Linear):
             flat = x.reshape(-1, x.shape[-1])
             return self.forward(flat).reshape(*x.shape[:-1], self.out_features)
         return _SparseLinearFunction.apply(x, self.weight, self.bias, self, index)  # type: ignore[no-any-return]
+
+    def _feeds_kernels(self, x: th.Tensor) -> bool:
+        """Whether this layer's output on ``x`` (2-D) feeds a layer that computes that batch on the kernels."""
+        following = self._sparse_state.next_layer
+        return type(following) is SparseLinear and x.dim() == 2 and following.sparse_index(x) is not None
 
     def sparse_index(self, x: th.Tensor | None = None) -> SparseIndex | None:
         """The index the next call on ``x`` computes with, or None if it takes the dense masked path."""
@@ -361,6 +371,24 @@ def set_backend(
         layer.register_load_state_dict_post_hook(_drop_index)
         layer.__dict__["_sparse_hook"] = True
     return True
+
+
+def link_layers(network: nn.Module) -> None:
+    """Tell each layer of ``network`` on a backend which sparse layer its output feeds, when the two are children
+    of one ``nn.Sequential`` with no other linear layer between them (the modules between act elementwise or per
+    feature, as ReLU and BatchRenorm do): a layer on the dense path then hands a layer on the kernels its output
+    laid out feature-major (:meth:`SparseLinear.forward`)."""
+    for module in network.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        previous: SparseLinear | None = None
+        for child in module.children():
+            if type(child) is SparseLinear:
+                if previous is not None:
+                    previous._sparse_state.next_layer = child
+                previous = child
+            elif isinstance(child, nn.Linear | nn.Flatten | nn.Unflatten) or any(True for _ in child.children()):
+                previous = None  # a dense linear layer or a nested block between the two
 
 
 def invalidate(layers: Iterable[nn.Module]) -> None:
