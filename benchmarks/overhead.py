@@ -132,13 +132,16 @@ def main() -> None:
         parser.error("--td3-fused-adam-too applies to --algo td3 only")
     dense_cls, sparse_cls, common, sparse_kwargs = pair(args.algo)
     batch_size = common["batch_size"]
+    # Timings are keyed by class name (files written before this named them "TD3" and "DSTD3" whatever the pair)
+    dense_name, sparse_name = dense_cls.__name__, sparse_cls.__name__
     models = {
-        "TD3": dense_cls("MlpPolicy", args.env, **common),
-        "DSTD3": sparse_cls("MlpPolicy", args.env, **sparse_kwargs, **common),
+        dense_name: dense_cls("MlpPolicy", args.env, **common),
+        sparse_name: sparse_cls("MlpPolicy", args.env, **sparse_kwargs, **common),
     }
+    torch_adam = f"{sparse_name} (torch Adam)"
     if args.torch_adam_too:
-        models["DSTD3 (torch Adam)"] = sparse_cls("MlpPolicy", args.env, **sparse_kwargs, **common)
-        models["DSTD3 (torch Adam)"].fused_adam = False
+        models[torch_adam] = sparse_cls("MlpPolicy", args.env, **sparse_kwargs, **common)
+        models[torch_adam].fused_adam = False
     if args.td3_fused_adam_too:
         fused_kwargs = dict(common["policy_kwargs"], optimizer_kwargs=dict(fused=True))
         models["TD3 (fused Adam)"] = TD3("MlpPolicy", args.env, **dict(common, policy_kwargs=fused_kwargs))
@@ -168,30 +171,30 @@ def main() -> None:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.3f} ms/step" for n in models))
 
     median = {name: statistics.median(t) for name, t in times.items()}
-    paired = {name: [ds / td3 - 1.0 for td3, ds in zip(times["TD3"], times[name], strict=True)] for name in models}
+    paired = {name: [ds / td3 - 1.0 for td3, ds in zip(times[dense_name], times[name], strict=True)] for name in models}
     overhead = {name: statistics.median(p) for name, p in paired.items()}
-    overhead_of_medians = {name: median[name] / median["TD3"] - 1.0 for name in models}
-    overhead_of_totals = {name: sum(times[name]) / sum(times["TD3"]) - 1.0 for name in models}
+    overhead_of_medians = {name: median[name] / median[dense_name] - 1.0 for name in models}
+    overhead_of_totals = {name: sum(times[name]) / sum(times[dense_name]) - 1.0 for name in models}
     result = {
         "algo": args.algo,
-        "dense": type(models["TD3"]).__name__,
-        "sparse": type(models["DSTD3"]).__name__,
+        "dense": dense_name,
+        "sparse": sparse_name,
         "mode": args.mode,
         "env": args.env,
         "rounds": args.rounds,
         "steps_per_round": args.steps,
         "median_ms_per_step": {k: v * 1e3 for k, v in median.items()},
         "per_round_ms": {k: [x * 1e3 for x in v] for k, v in times.items()},
-        "overhead": overhead["DSTD3"],
-        "overhead_definition": "median over rounds of DSTD3/TD3 - 1 (paired, same round)",
-        "overhead_per_round": paired["DSTD3"],
-        "overhead_of_medians": overhead_of_medians["DSTD3"],
-        "overhead_of_totals": overhead_of_totals["DSTD3"],
+        "overhead": overhead[sparse_name],
+        "overhead_definition": f"median over rounds of {sparse_name}/{dense_name} - 1 (paired, same round)",
+        "overhead_per_round": paired[sparse_name],
+        "overhead_of_medians": overhead_of_medians[sparse_name],
+        "overhead_of_totals": overhead_of_totals[sparse_name],
         **(
             {
-                "overhead_torch_adam": overhead["DSTD3 (torch Adam)"],
-                "overhead_of_medians_torch_adam": overhead_of_medians["DSTD3 (torch Adam)"],
-                "overhead_of_totals_torch_adam": overhead_of_totals["DSTD3 (torch Adam)"],
+                "overhead_torch_adam": overhead[torch_adam],
+                "overhead_of_medians_torch_adam": overhead_of_medians[torch_adam],
+                "overhead_of_totals_torch_adam": overhead_of_totals[torch_adam],
             }
             if args.torch_adam_too
             else {}
@@ -205,7 +208,7 @@ def main() -> None:
             if args.td3_fused_adam_too
             else {}
         ),
-        "evolutions_timed": models["DSTD3"].num_evolutions,
+        "evolutions_timed": models[sparse_name].num_evolutions,
         "flush_denormal": args.flush_denormal,
         "torch": th.__version__,
         "machine": f"{platform.machine()} {os.cpu_count()} cores",

@@ -20,17 +20,16 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time :func:`__getat
     from sb3_dst.dstd3 import DSTD3, PrunedTD3, StaticTD3
     from sb3_dst.dstqc import DSTQC, PrunedTQC, StaticTQC
 
+from sb3_dst.families import FAMILIES, VARIANTS
+
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it, imported by :func:`__getattr__` when the name is first asked for.
+#: Public name -> the module that defines it, imported by :func:`__getattr__` when the name is first asked for: the
+#: sparse classes of every row of the family table (which imports nothing), and the two names below.
 _LAZY = {
     "DSTCallback": "sb3_dst.common.callbacks",
     "matching_sparsity": "sb3_dst.common.topology",
-    **dict.fromkeys(("DSCrossQ", "PrunedCrossQ", "StaticCrossQ"), "sb3_dst.dscrossq"),
-    **dict.fromkeys(("DSDDPG", "PrunedDDPG", "StaticDDPG"), "sb3_dst.dsddpg"),
-    **dict.fromkeys(("DSSAC", "PrunedSAC", "StaticSAC"), "sb3_dst.dssac"),
-    **dict.fromkeys(("DSTD3", "PrunedTD3", "StaticTD3"), "sb3_dst.dstd3"),
-    **dict.fromkeys(("DSTQC", "PrunedTQC", "StaticTQC"), "sb3_dst.dstqc"),
+    **{family.class_name(variant): family.package for family in FAMILIES for variant in VARIANTS},
 }
 
 __all__ = [

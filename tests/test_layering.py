@@ -153,7 +153,10 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_public_names_are_declared_consistently() -> None:
-    """``__all__``, the lazy table and the ``TYPE_CHECKING`` imports (what type checkers see) list the same names."""
+    """``__all__``, the lazy table and the ``TYPE_CHECKING`` imports (what type checkers see) list the same names,
+    and the classes among them are the family table's (a new family's classes must be added to both lists)."""
+    from sb3_dst.families import FAMILIES, VARIANTS
+
     tree = ast.parse((PACKAGE / "__init__.py").read_text())
     checked: set[str] = set()
     for node in tree.body:
@@ -162,6 +165,8 @@ def test_public_names_are_declared_consistently() -> None:
     public = set(sb3_dst.__all__) - {"__version__"}
     assert checked == public
     assert set(sb3_dst._LAZY) == public
+    classes = {family.class_name(variant) for family in FAMILIES for variant in VARIANTS}
+    assert public - {"DSTCallback", "matching_sparsity"} == classes
 
 
 def test_saved_model_loads_in_a_fresh_process(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def _worker_env() -> dict[str, str]:
 
 
 def _worker(url: str, folder: Path, n_trials: int, seed: int) -> subprocess.Popen:
-    """One sweep worker, started exactly as the README tells users to on each machine."""
+    """One sweep worker, started as docs/zoo.md ("Tuning on several machines") tells users to on each machine."""
     command = [
         sys.executable, "-m", "rl_zoo3.train", "--algo", "ds_td3", "--env", "Pendulum-v1", "-optimize",
         "--storage", url, "--study-name", STUDY, "--n-trials", str(n_trials), "-f", str(folder),

@@ -781,7 +781,7 @@ def test_train_other_algorithms(tmp_path: Path, module: str, algo: str, cls: typ
         assert (model.er_lambda, model.sparsity) == ([1, 4], None)
     else:
         assert model.sparsity == 0.5  # the file's `default` entry
-    if algo == "ds_sac":  # SB3's soft target update, not the paper's hard one (README: "which target update")
+    if algo == "ds_sac":  # SB3's soft target update, not the paper's hard one (docs/families/sac.md)
         assert (model.drop_fraction, model.evolution_interval, model.tau, model.target_update_interval) == (
             0.1,
             1000,

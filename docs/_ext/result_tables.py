@@ -92,7 +92,7 @@ def overhead() -> str:
         data = _load(name)
         dense, sparse = data.get("dense", "TD3"), data.get("sparse", "DSTD3")
         medians = data["median_ms_per_step"]
-        # the files name the two medians "TD3" and "DSTD3" whatever the pair (their "dense"/"sparse" say which)
+        # files written before benchmarks/overhead.py keyed its timings by class name call the two "TD3" and "DSTD3"
         dense_ms = medians.get(dense, medians.get("TD3"))
         sparse_ms = medians.get(sparse, medians.get("DSTD3"))
         per_round = data["overhead_per_round"]

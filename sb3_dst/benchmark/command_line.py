@@ -11,6 +11,8 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from sb3_dst.families import FAMILIES
+
 __all__ = ["ABLATIONS", "ablation_variants", "build_parser", "requested_runs"]
 
 ABLATIONS: dict[str, tuple[str, list[str]]] = {
@@ -31,11 +33,17 @@ EXAMPLES = """examples:
 """
 
 
+def _other_families() -> str:
+    """The family table's names after TD3, for the help text: "SAC, DDPG, TQC and CrossQ"."""
+    names = [family.name for family in FAMILIES if family.name != "TD3"]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
 def _add_run_options(parser: argparse.ArgumentParser, algos: bool) -> None:
     if algos:
         parser.add_argument(
             "--algos", nargs="+", required=True,
-            help="TD3 Static-TD3 DS-TD3 Pruned-TD3, the same for SAC, DDPG, TQC and CrossQ (e.g. DS-TQC), "
+            help=f"TD3 Static-TD3 DS-TD3 Pruned-TD3, the same for {_other_families()} (e.g. DS-TQC), "
             "with overrides: 'DS-TD3:evolution_interval=200'",
         )  # fmt: skip
     parser.add_argument("--envs", nargs="+", required=True, help="gymnasium ids, e.g. HalfCheetah-v5 Hopper-v5")
@@ -111,8 +119,8 @@ def _add_label_option(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sb3_dst.benchmark",
-        description="Benchmark the dynamic-sparse algorithms (DS-TD3, DS-SAC, DS-DDPG, DS-TQC, DS-CrossQ) against "
-        "their dense, static and pruned baselines (Sokar et al. Tables 1-3, and beyond).",
+        description=f"Benchmark the dynamic-sparse algorithms ({', '.join(f.harness_name('ds') for f in FAMILIES)}) "
+        "against their dense, static and pruned baselines (Sokar et al. Tables 1-3, and beyond).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -39,7 +39,7 @@ class DSTCallback(BaseCallback):
             return False
         changed = model._evolve_topology(network)  # type: ignore[attr-defined]
         if self.verbose >= 1:
-            verb = "pruned" if getattr(model, "topology_mode", "evolve") == "prune" else "evolved"
+            verb = "pruned" if model.updater.mode == "prune" else "evolved"  # type: ignore[attr-defined]
             print(
                 f"DST: {verb} the {network} at gradient step {model._n_updates}: "
                 f"{changed:.2%} of its connections changed"
