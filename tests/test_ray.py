@@ -95,6 +95,12 @@ def cluster() -> Iterator[str]:
     """A head node and a worker node, one CPU each, in temporary directories; every process stopped at the end."""
     from ray.cluster_utils import Cluster
 
+    # Cluster() writes the head's address into Ray's default temp directory (/tmp/ray unless RAY_TMPDIR or TMPDIR
+    # says otherwise) without creating it, so on a clean machine that has never run Ray it fails with
+    # FileNotFoundError. Create it, and remove it again if it was ours.
+    default_temp = Path(_default_ray_temp_dir())
+    created_default_temp = not default_temp.exists()
+    default_temp.mkdir(parents=True, exist_ok=True)
     # Short paths under /tmp: Ray's socket paths must fit in 107 bytes.
     temps = [Path(tempfile.mkdtemp(prefix=f"ray{node}", dir="/tmp")) for node in ("head", "node")]
     head = {"num_cpus": 1, "include_dashboard": False, "dashboard_port": _free_port(), "temp_dir": str(temps[0])}
@@ -111,7 +117,18 @@ def cluster() -> Iterator[str]:
             time.sleep(0.2)
         for temp in temps:
             shutil.rmtree(temp, ignore_errors=True)
+        if created_default_temp:
+            shutil.rmtree(default_temp, ignore_errors=True)
         assert started and not left, f"Ray processes left running: {left}"
+
+
+def _default_ray_temp_dir() -> str:
+    """Ray's default temp directory, where it keeps the address of the newest cluster."""
+    try:  # where current Ray keeps it
+        from ray._common.utils import get_default_ray_temp_dir
+    except ImportError:  # Ray releases before the move to ray._common
+        from ray._private.utils import get_ray_temp_dir as get_default_ray_temp_dir
+    return str(get_default_ray_temp_dir())
 
 
 def _processes_of(temp: Path) -> set[int]:
