@@ -19,6 +19,7 @@ import copy
 import csv
 import hashlib
 import importlib
+import io
 import json
 import os
 import platform
@@ -273,12 +274,9 @@ def _keep_rows_until(path: Path, steps: int) -> None:
     with open(path, newline="") as file:
         rows = list(csv.reader(file))
     kept = [rows[0], *(row for row in rows[1:] if int(row[0]) <= steps)]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as file:
-        csv.writer(file).writerows(kept)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(kept)
+    write_text_atomic(path, text.getvalue())
 
 
 def run_worker(
