@@ -275,3 +275,14 @@ def test_requested_runs_of_run_and_ablation_command_lines() -> None:
     assert requested_runs(["report", "--out", "x"]) == []
     with pytest.raises(ValueError, match="not a benchmark command line"):
         requested_runs(["run", "--envs", "A-v0"])
+
+
+def test_costs_table_gives_each_run_s_wall_time_in_seed_order(tmp_path: Path) -> None:
+    for seed, hours in [(1, 2.5), (0, 0.25)]:  # written out of order
+        run_dir = _write_run(tmp_path, "TD3", seed, [1.0] * 3)
+        done = json.loads((run_dir / "done.json").read_text())
+        (run_dir / "done.json").write_text(json.dumps({**done, "wall_time": hours * 3600}))
+    report = write_report(tmp_path).read_text()
+    costs = report[report.index("## Costs") :]
+    assert "| steps/s | wall time |" in costs
+    assert "| 0.25, 2.50 h |" in costs

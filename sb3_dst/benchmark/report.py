@@ -276,7 +276,9 @@ def _settings(runs: Sequence[dict[str, Any]], algos: Sequence[str], labels: Mapp
         "- FLOPs: multiply-adds executed in training (`sb3_dst.metrics.training_flops`, convention `executed`: "
         "backward = 2 × forward, sparse layers count existing connections, policy delay, targets, action "
         "selection and evolution included); ratio to the dense algorithm of the same family on the same task.",
-        "- steps/s: environment steps per second of wall time outside evaluation, one torch thread (machine-bound).",
+        "- steps/s: environment steps per second of wall time outside evaluation, one torch thread (machine-bound), "
+        "mean over seeds. wall time: each run's hours from start to finish, evaluation included, in seed order; a run "
+        "resumed from a checkpoint counts its attempts, not the time between them.",
         _denormal_line(runs),
         "",
         "Hyperparameters (first task; λ may differ per task):",
@@ -398,9 +400,16 @@ def _costs_table(envs: Sequence[str], algos: Sequence[str], groups: Groups, labe
         rows.append([
             env, _label(algo, labels), f"{flops:.3g}", ratio, f"{int(_mean(runs, 'network_size')):,}",
             _mean_std([r["final_return"] for r in runs], ".1f"), f"{_mean(runs, 'train_steps_per_second'):.0f}",
+            _wall_hours(runs),
         ])  # fmt: skip
-    header = ["Environment", "Method", "FLOPs", "FLOPs ratio", "Network size S", "Return R", "steps/s"]
+    header = ["Environment", "Method", "FLOPs", "FLOPs ratio", "Network size S", "Return R", "steps/s", "wall time"]
     return _table(header, rows)
+
+
+def _wall_hours(runs: Sequence[dict]) -> str:
+    """Each run's wall time in hours, in seed order (one run: its time alone)."""
+    hours = [r["wall_time"] / 3600 for r in sorted(runs, key=lambda r: r["seed"])]
+    return ", ".join(f"{h:.2f}" for h in hours) + " h"
 
 
 #: Marks a share that cannot be computed because the dense baseline's mean is zero or negative.
