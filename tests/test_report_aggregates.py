@@ -286,3 +286,30 @@ def test_costs_table_gives_each_run_s_wall_time_in_seed_order(tmp_path: Path) ->
     costs = report[report.index("## Costs") :]
     assert "| steps/s | wall time |" in costs
     assert "| 0.25, 2.50 h |" in costs
+
+
+def test_learning_curves_against_wall_time_take_the_seeds_mean_time(tmp_path: Path, monkeypatch) -> None:
+    from matplotlib.axes import Axes
+
+    for seed, seconds_per_eval in [(0, 360.0), (1, 1080.0)]:  # 0.1 h and 0.3 h per evaluation
+        run_dir = _write_run(tmp_path, "TD3", seed, [1.0, 2.0, 3.0])
+        rows = list(csv.reader(open(run_dir / "evaluations.csv", newline="")))
+        wall = rows[0].index("wall_time")
+        for i, row in enumerate(rows[1:], start=1):
+            row[wall] = str(seconds_per_eval * i)
+        with open(run_dir / "evaluations.csv", "w", newline="") as file:
+            csv.writer(file).writerows(rows)
+    drawn: list[np.ndarray] = []
+    original = Axes.plot
+
+    def record(self, x, *args, **kwargs):
+        drawn.append(np.asarray(x, dtype=float))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", record)
+    report = write_report(tmp_path).read_text()
+    assert "![Fake-v0: return vs wall time](learning_curves_wall_Fake-v0.png)" in report
+    assert (tmp_path / "learning_curves_wall_Fake-v0.png").stat().st_size > 10_000
+    curves = [x for x in drawn if x.shape == (3,)]
+    assert any(np.allclose(x, [0.2, 0.4, 0.6]) for x in curves), curves  # hours: mean of 0.1 and 0.3 h per step
+    assert any(np.allclose(x, [100, 200, 300]) for x in curves)  # the steps plot is unchanged

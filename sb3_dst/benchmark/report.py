@@ -139,6 +139,7 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
         "config": config,
         "timesteps": evals["timesteps"],
         "returns": returns,
+        "wall_hours": evals["wall_time"] / 3600,
     }
 
 
@@ -567,9 +568,17 @@ def _env_groups(runs: Sequence[dict[str, Any]], env_id: str, algos: Sequence[str
 
 
 def plot_learning_curves(
-    runs: Sequence[Run], env_id: str, path: Path, algos: Sequence[str], title: str | None = None, labels: Labels = None
+    runs: Sequence[Run],
+    env_id: str,
+    path: Path,
+    algos: Sequence[str],
+    title: str | None = None,
+    labels: Labels = None,
+    wall_clock: bool = False,
 ) -> None:
-    """One PNG: mean evaluation return over seeds per algorithm, shaded ± one std (named in the legend)."""
+    """One PNG: mean evaluation return over seeds per algorithm, shaded ± one std (named in the legend), against
+    environment steps or, with ``wall_clock``, against the hours of wall time at which each evaluation was taken
+    (the mean over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -580,7 +589,10 @@ def plot_learning_curves(
     fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(groups)))
     for algo, group in groups:
         length = min(len(r["returns"]) for r in group)
-        x = group[0]["timesteps"][:length]
+        if wall_clock:
+            x = np.mean([r["wall_hours"][:length] for r in group], axis=0)
+        else:
+            x = group[0]["timesteps"][:length]
         curves = np.stack([r["returns"][:length] for r in group])
         mean, std = curves.mean(axis=0), curves.std(axis=0)
         (line,) = ax.plot(x, mean, label=f"{_label(algo, labels)} (n={len(group)})", linewidth=1.8)
@@ -588,12 +600,15 @@ def plot_learning_curves(
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     if any(len(group) > 1 for _, group in groups):
         ax.fill_between([], [], [], color="grey", alpha=0.2, label="shaded: mean ± 1 std over seeds")
-    ax.set_xlabel("environment steps")
     episodes = runs[0]["config"].eval_episodes if runs else 0
     ax.set_ylabel(f"evaluation return (mean of {episodes} episode{'s' if episodes != 1 else ''})")
     ax.set_title(title or f"{env_id}: mean ± std over seeds")
     ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
+    if wall_clock:
+        ax.set_xlabel("wall time (hours; mean over seeds at each evaluation, evaluations included)")
+    else:
+        ax.set_xlabel("environment steps")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
     # Below the axes: long method labels (``DS-TD3 (sparsity=0.9, growth='gradient', ...)``) neither hide curves
     # nor get cut off.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
@@ -1056,7 +1071,8 @@ def _aggregate_sections(
 
 
 def write_report(out: Path, title: str | None = None) -> Path | None:
-    """Write ``out/report.md``, ``out/learning_curves_<env>.png``, ``out/return_vs_flops_<env>.png`` and, where a
+    """Write ``out/report.md``, ``out/learning_curves_<env>.png`` (against steps),
+    ``out/learning_curves_wall_<env>.png`` (against wall time), ``out/return_vs_flops_<env>.png`` and, where a
     method was run at several sparsity levels, ``out/dense_share_<env>.png``, naming variants by the labels of
     ``out/labels.json`` (:func:`save_labels`); returns the report path (None if no runs)."""
     out = Path(out)
@@ -1093,6 +1109,15 @@ def write_report(out: Path, title: str | None = None) -> Path | None:
         parts.append(f"![{env}]({png.name})")
     parts += ["", "Lines: mean evaluation return over seeds; shaded bands: ± 1 std over seeds (population std), drawn "
               "for methods with more than one seed."]  # fmt: skip
+    parts += ["", "## Learning curves against wall time", ""]
+    for env in envs:
+        png = out / f"learning_curves_wall_{env}.png"
+        plot_learning_curves(runs, env, png, algos, f"{title}: {env}" if title else None, labels, wall_clock=True)
+        parts.append(f"![{env}: return vs wall time]({png.name})")
+    parts += ["", "The same curves against the wall time at which each evaluation was taken (mean over seeds): where "
+              "methods differ in cost per step, which is ahead after the same time. Wall time is this machine's, "
+              "with its load (runs side by side, pauses for other work): read the ratios between methods of one "
+              "campaign, not the hours."]  # fmt: skip
     costs = [
         env for env in envs if plot_return_vs_flops(runs, env, out / f"return_vs_flops_{env}.png", algos, labels=labels)
     ]
