@@ -9,7 +9,8 @@
 #    (about 93 %; the actor stays DS-CrossQ-256's, half dense), beside the committed CrossQ-256 and DS-CrossQ-256
 #    runs, copied from contrib_100k into wide_crossq_100k so that one report holds the three.
 # 2. DS-SAC (SB3's soft target update) with 1024-1024 networks at the sparsity of dense 256-256 ones, beside
-#    sac_targets_100k's dense SAC, copied into wide_sac_100k likewise.
+#    sac_targets_100k's dense SAC and its 256-256 DS-SAC with the same soft update, copied into wide_sac_100k
+#    likewise.
 # The sparse backend's default ("auto") runs the wide layers on the kernels; each run's wall time is in its
 # done.json and in the report's steps/s.
 set -euo pipefail
@@ -36,10 +37,15 @@ OUT=benchmarks/results/wide_crossq_100k
 copy_baselines benchmarks/results/contrib_100k "$OUT" HalfCheetah-v5__{CrossQ,DS-CrossQ}__seed{0,1,2}
 python -m sb3_dst.benchmark run --algos "DS-CrossQ:critic_sparsity='match:256-256',actor_sparsity=0.5" \
     --hyperparams benchmarks/hyperparams/crossq_1024 "${COMMON[@]}" --out "$OUT" \
+    --label "DS-CrossQ:critic_sparsity='match:256-256',actor_sparsity=0.5" 'DS-CrossQ 1024 (93 % sparse critics)' \
+    --label CrossQ 'CrossQ 256 (dense)' --label DS-CrossQ 'DS-CrossQ 256 (50 % sparse)' \
     --title 'Sparse-wide CrossQ: 1024-wide critics at the connection count of dense 256-wide ones, 100k steps'
 
 OUT=benchmarks/results/wide_sac_100k
-copy_baselines benchmarks/results/sac_targets_100k "$OUT" HalfCheetah-v5__SAC__seed{0,1,2}
-python -m sb3_dst.benchmark run --algos "DS-SAC:tau=0.005,target_update_interval=1,actor_sparsity='match:256-256',critic_sparsity='match:256-256'" \
-    --net-arch 1024 1024 "${COMMON[@]}" --out "$OUT" \
+copy_baselines benchmarks/results/sac_targets_100k "$OUT" HalfCheetah-v5__SAC__seed{0,1,2} \
+    HalfCheetah-v5__DS-SAC__tau-0.005__target_update_interval-1__seed{0,1,2}
+WIDE_SAC="DS-SAC:tau=0.005,target_update_interval=1,actor_sparsity='match:256-256',critic_sparsity='match:256-256'"
+python -m sb3_dst.benchmark run --algos "$WIDE_SAC" --net-arch 1024 1024 "${COMMON[@]}" --out "$OUT" \
+    --label "$WIDE_SAC" 'DS-SAC 1024 (sparse at dense 256 connections)' --label SAC 'SAC 256 (dense)' \
+    --label 'DS-SAC:tau=0.005,target_update_interval=1' 'DS-SAC 256 (half dense)' \
     --title 'Sparse-wide SAC: 1024-1024 networks at the connection count of dense 256-256 ones, 100k steps'
