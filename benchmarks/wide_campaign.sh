@@ -35,17 +35,20 @@ copy_baselines() {  # copy_baselines FROM TO RUN...: finished runs of another ca
 
 OUT=benchmarks/results/wide_crossq_100k
 copy_baselines benchmarks/results/contrib_100k "$OUT" HalfCheetah-v5__{CrossQ,DS-CrossQ}__seed{0,1,2}
+# The copied runs' names (a run command names only its own variants; labels.json keeps both)
+python -m sb3_dst.benchmark report --out "$OUT" --label CrossQ 'CrossQ 256 (dense)' \
+    --label DS-CrossQ 'DS-CrossQ 256 (50 % sparse)' > /dev/null
 python -m sb3_dst.benchmark run --algos "DS-CrossQ:critic_sparsity='match:256-256',actor_sparsity=0.5" \
     --hyperparams benchmarks/hyperparams/crossq_1024 "${COMMON[@]}" --out "$OUT" \
     --label "DS-CrossQ:critic_sparsity='match:256-256',actor_sparsity=0.5" 'DS-CrossQ 1024 (93 % sparse critics)' \
-    --label CrossQ 'CrossQ 256 (dense)' --label DS-CrossQ 'DS-CrossQ 256 (50 % sparse)' \
     --title 'Sparse-wide CrossQ: 1024-wide critics at the connection count of dense 256-wide ones, 100k steps'
 
 OUT=benchmarks/results/wide_sac_100k
 copy_baselines benchmarks/results/sac_targets_100k "$OUT" HalfCheetah-v5__SAC__seed{0,1,2} \
     HalfCheetah-v5__DS-SAC__tau-0.005__target_update_interval-1__seed{0,1,2}
 WIDE_SAC="DS-SAC:tau=0.005,target_update_interval=1,actor_sparsity='match:256-256',critic_sparsity='match:256-256'"
+python -m sb3_dst.benchmark report --out "$OUT" --label SAC 'SAC 256 (dense)' \
+    --label 'DS-SAC:tau=0.005,target_update_interval=1' 'DS-SAC 256 (half dense)' > /dev/null
 python -m sb3_dst.benchmark run --algos "$WIDE_SAC" --net-arch 1024 1024 "${COMMON[@]}" --out "$OUT" \
-    --label "$WIDE_SAC" 'DS-SAC 1024 (sparse at dense 256 connections)' --label SAC 'SAC 256 (dense)' \
-    --label 'DS-SAC:tau=0.005,target_update_interval=1' 'DS-SAC 256 (half dense)' \
+    --label "$WIDE_SAC" 'DS-SAC 1024 (sparse at dense 256 connections)' \
     --title 'Sparse-wide SAC: 1024-1024 networks at the connection count of dense 256-256 ones, 100k steps'
