@@ -28,9 +28,10 @@ from sb3_dst.benchmark.worker import EVAL_COLUMNS
 
 def _write_run(
     out: Path, algo: str, seed: int, returns: list[float], env_id: str = "Fake-v0", total: int | None = None,
-    finished: bool = True,
+    finished: bool = True, seconds_per_eval: float = 0.0,
 ) -> Path:  # fmt: skip
-    """A run directory written by hand: evaluations every 100 steps, ``total`` steps (default: 100 per evaluation)."""
+    """A run directory written by hand: evaluations every 100 steps, ``total`` steps (default: 100 per evaluation),
+    each evaluation ``seconds_per_eval`` of wall time after the one before."""
     config = RunConfig(algo, env_id, seed, total or 100 * len(returns), 100, 1, {})
     run_dir = out / "runs" / config.run_id
     run_dir.mkdir(parents=True)
@@ -39,9 +40,16 @@ def _write_run(
         writer = csv.writer(file)
         writer.writerow(EVAL_COLUMNS)
         for i, value in enumerate(returns):
-            writer.writerow([100 * (i + 1), value, 0, 1, 0, 0, 0, 0])
+            writer.writerow([100 * (i + 1), value, 0, 1, 0, 0, seconds_per_eval * (i + 1), 0])
     if finished:
-        done = {"network_size": 100, "flops": 1.0, "flops_paper": 1.0, "wall_time": 1, "train_steps_per_second": 9}
+        wall_time = seconds_per_eval * len(returns) or 1
+        done = {
+            "network_size": 100,
+            "flops": 1.0,
+            "flops_paper": 1.0,
+            "wall_time": wall_time,
+            "train_steps_per_second": 9,
+        }
         (run_dir / "done.json").write_text(json.dumps(done))
     return run_dir
 
@@ -279,9 +287,7 @@ def test_requested_runs_of_run_and_ablation_command_lines() -> None:
 
 def test_costs_table_gives_each_run_s_wall_time_in_seed_order(tmp_path: Path) -> None:
     for seed, hours in [(1, 2.5), (0, 0.25)]:  # written out of order
-        run_dir = _write_run(tmp_path, "TD3", seed, [1.0] * 3)
-        done = json.loads((run_dir / "done.json").read_text())
-        (run_dir / "done.json").write_text(json.dumps({**done, "wall_time": hours * 3600}))
+        _write_run(tmp_path, "TD3", seed, [1.0] * 3, seconds_per_eval=hours * 3600 / 3)
     report = write_report(tmp_path).read_text()
     costs = report[report.index("## Costs") :]
     assert "| steps/s | wall time |" in costs
@@ -292,13 +298,7 @@ def test_learning_curves_against_wall_time_take_the_seeds_mean_time(tmp_path: Pa
     from matplotlib.axes import Axes
 
     for seed, seconds_per_eval in [(0, 360.0), (1, 1080.0)]:  # 0.1 h and 0.3 h per evaluation
-        run_dir = _write_run(tmp_path, "TD3", seed, [1.0, 2.0, 3.0])
-        rows = list(csv.reader(open(run_dir / "evaluations.csv", newline="")))
-        wall = rows[0].index("wall_time")
-        for i, row in enumerate(rows[1:], start=1):
-            row[wall] = str(seconds_per_eval * i)
-        with open(run_dir / "evaluations.csv", "w", newline="") as file:
-            csv.writer(file).writerows(rows)
+        _write_run(tmp_path, "TD3", seed, [1.0, 2.0, 3.0], seconds_per_eval=seconds_per_eval)
     drawn: list[np.ndarray] = []
     original = Axes.plot
 
