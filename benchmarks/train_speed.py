@@ -160,10 +160,14 @@ def time_layers(out: Path, repeats: int, redo: bool) -> None:
         x = th.randn(batch, width, requires_grad=True)
         grad = th.randn(batch, width)
 
+        # Each call starts from no gradient, as a training step does after zero_grad(): accumulating into the
+        # gradients of earlier calls would time an addition that training never makes.
         def dense(x: th.Tensor = x, weight: th.Tensor = weight, bias: th.Tensor = bias, grad: th.Tensor = grad) -> None:
+            _forget_gradients(x, weight, bias)
             F.linear(x, weight, bias).backward(grad)
 
         def sparse(layer: th.nn.Module = layer, x: th.Tensor = x, grad: th.Tensor = grad) -> None:
+            _forget_gradients(x, *layer.parameters())
             layer(x).backward(grad)
 
         functions = {"dense": dense, "sparse": sparse}
@@ -171,6 +175,7 @@ def time_layers(out: Path, repeats: int, redo: bool) -> None:
         if reference is not None:
 
             def sparseprop(module: th.nn.Module = reference, x: th.Tensor = x, grad: th.Tensor = grad) -> None:
+                _forget_gradients(x, *module.parameters())
                 module(x).backward(grad)
 
             functions["sparseprop"] = sparseprop
@@ -188,6 +193,11 @@ def time_layers(out: Path, repeats: int, redo: bool) -> None:
             dense_over_sparseprop=ms["dense"] / ms["sparseprop"] if "sparseprop" in ms else None,
         )  # fmt: skip
         _save(out, results)
+
+
+def _forget_gradients(*tensors: th.Tensor) -> None:
+    for tensor in tensors:
+        tensor.grad = None
 
 
 def _sparseprop_layer(layer: th.nn.Linear) -> th.nn.Module | None:
@@ -215,6 +225,8 @@ def _save(out: Path, results: dict[str, Any]) -> None:
     results["machine"] = machine_info()
     results["sb3_dst"] = code_version(Path(__file__))
     results["torch_threads"] = th.get_num_threads()
+    results["denormals_flushed"] = th.set_flush_denormal(True)  # main() flushed them; this says whether it could
+    results["measured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
     os.replace(tmp, out)
@@ -233,8 +245,9 @@ def write_report(directory: Path) -> Path:
     layers = _load(directory / "layers.json")
     machine = models.get("machine") or layers.get("machine") or {}
     lines += [
-        f"Machine: {machine.get('cpu', '?')}, {machine.get('torch_cpu_capability', '?')}, one torch thread, "
-        f"denormals flushed; sb3-dst {models.get('sb3_dst', layers.get('sb3_dst', '?'))}.",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('torch_cpu_capability', '?')}, one torch thread.",
+        "",
+        *(f"- {_provenance(name, data)}" for name, data in (("models.json", models), ("layers.json", layers))),
         "",
         "## Time per gradient step of train()",
         "",
@@ -287,9 +300,82 @@ def write_report(directory: Path) -> Path:
                     else:
                         cells.append(f"{row['dense_over_sparse']:.2f}")
                 lines.append(f"| {width} | {batch} | " + " | ".join(cells) + " |")
+        lines += _rule_against_layers(layers["layers"])
+        lines += _against_sparseprop(layers["layers"])
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _provenance(name: str, data: dict[str, Any]) -> str:
+    """Which code measured a results file, when, and whether denormals were flushed (files from before these
+    fields were recorded say so)."""
+    flushed = {True: "denormals flushed", False: "denormals NOT flushed (the CPU cannot)"}.get(
+        data.get("denormals_flushed"), "denormals flushed by the script (not recorded in the file)"
+    )
+    measured = data.get("measured_utc", "on a date not recorded")
+    return f"`{name}`: sb3-dst {data.get('sb3_dst', '?')}, measured {measured}, {flushed}."
+
+
+def _rule_against_layers(layers: dict[str, Any]) -> list[str]:
+    """The ``"auto"`` rule (``sparse_is_faster``) read against the layer timings: its worst choice on each side."""
+    from sb3_dst.common.sparse_backend import sparse_is_faster
+
+    rows = list(layers.values())
+    inside = [row for row in rows if sparse_is_faster(row["density"], row["width"], row["width"], row["batch"])]
+    outside = [row for row in rows if row not in inside]
+    lines = ["", '## The `"auto"` rule against these timings', ""]
+    if inside:
+        worst = min(inside, key=lambda row: row["dense_over_sparse"])
+        lines.append(
+            f"- Layers the rule puts on the kernels: {len(inside)}; the kernels' smallest speed-up among them is "
+            f"{worst['dense_over_sparse']:.2f}x ({worst['width']} wide, batch {worst['batch']}, d={worst['density']})."
+        )
+        slower = [row for row in inside if row["dense_over_sparse"] < 1]
+        if slower:
+            lines.append(f"- Of those, {len(slower)} were slower on the kernels than dense: the rule is wrong there.")
+    if outside:
+        best = max(outside, key=lambda row: row["dense_over_sparse"])
+        lines.append(
+            f"- Layers it keeps dense: {len(outside)}; the largest speed-up it forgoes is "
+            f"{best['dense_over_sparse']:.2f}x ({best['width']} wide, batch {best['batch']}, d={best['density']})."
+        )
+    return lines
+
+
+def _against_sparseprop(layers: dict[str, Any]) -> list[str]:
+    """The issue's anchor in words: sb3-dst's kernels against SparseProp's on the same layers, where both ran."""
+    both = [row for row in layers.values() if row.get("dense_over_sparseprop")]
+    if not both:
+        return ["", "SparseProp was not installed when the layers were timed: no comparison with it."]
+    lines = ["", "## Against SparseProp", ""]
+    for density in (0.1, 0.05):
+        row = layers.get(f"1024x1024 batch 256 density {density}")
+        if row and row.get("dense_over_sparseprop"):
+            lines.append(
+                f"- The issue's shape, 1024 x 1024 at batch 256, density {density}: sb3-dst "
+                f"{row['dense_over_sparse']:.2f}x dense, SparseProp {row['dense_over_sparseprop']:.2f}x "
+                f"({row['dense_over_sparse'] / row['dense_over_sparseprop']:.2f}x SparseProp's speed)."
+            )
+    lines.append(
+        f"- Over the grid, sb3-dst's kernels are the faster in "
+        f"{sum(row['dense_over_sparse'] >= row['dense_over_sparseprop'] for row in both)} of {len(both)} layers. "
+        "Where SparseProp is the faster (its speed-up over dense, against sb3-dst's):"
+    )
+    lines += ["", "| width | batch | densities where SparseProp is the faster |", "| --- | --- | --- |"]
+    for width, batch in sorted({(row["width"], row["batch"]) for row in both}):
+        behind = sorted(
+            (row for row in both if (row["width"], row["batch"]) == (width, batch)
+             and row["dense_over_sparse"] < row["dense_over_sparseprop"]),
+            key=lambda row: row["density"],
+        )  # fmt: skip
+        if behind:
+            cells = ", ".join(
+                f"{row['density']} ({row['dense_over_sparseprop']:.2f}x vs {row['dense_over_sparse']:.2f}x)"
+                for row in behind
+            )
+            lines.append(f"| {width} | {batch} | {cells} |")
+    return lines
 
 
 def main() -> int:

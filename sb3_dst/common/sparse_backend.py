@@ -84,10 +84,10 @@ def check_backend(value: Any) -> str:
 def sparse_is_faster(density: float, n_in: int, n_out: int, batch: int) -> bool:
     """The ``"auto"`` rule: whether the sparse kernels beat torch's dense product for one layer and batch.
 
-    Measured forward plus backward of one layer (``benchmarks/train_speed.py layers``): the kernels win by 1.1x
-    or more at densities up to 20 % with batches of 200 and more (256 in SAC and CrossQ), up to 10 % with batches
-    of 64 to 199 (100 in TD3), and rarely with smaller batches (acting, batch 1, always stays dense); layers
-    below 256 x 256 entries were not measured and stay dense.
+    Measured forward plus backward of one layer (``benchmarks/train_speed.py layers``): the kernels win at
+    densities up to 20 % with batches of 200 and more (256 in SAC and CrossQ), up to 10 % with batches of 64 to 199
+    (100 in TD3), and not reliably with smaller batches (acting, batch 1, always stays dense); layers below
+    256 x 256 entries were not measured and stay dense. The benchmark's report reads the rule against its timings.
     """
     if n_in * n_out < AUTO_MIN_ENTRIES:
         return False
