@@ -314,12 +314,14 @@ def test_one_gradient_step_gives_the_same_weights_on_both_backends(name):
         _close(sparse[key], value, key)
 
 
-def test_the_same_seed_on_the_sparse_backend_repeats_bit_for_bit():
+@pytest.mark.parametrize("name", ["DSSAC", "DSTD3", "DSCrossQ"])
+def test_the_same_seed_on_the_sparse_backend_repeats_bit_for_bit(name):
     runs = []
+    growth = dict(growth="gradient") if name == "DSSAC" else {}  # RigL's dense gradient steps included once
     for _ in range(2):
-        model = sb3_dst.DSSAC(
+        model = getattr(sb3_dst, name)(
             "MlpPolicy", "Pendulum-v1", seed=4, sparsity=0.8, learning_starts=50, batch_size=32,
-            policy_kwargs=dict(net_arch=[64, 64]), evolution_interval=25, growth="gradient", sparse_backend="sparse",
+            policy_kwargs=dict(net_arch=[64, 64]), evolution_interval=25, sparse_backend="sparse", **growth,
         )  # fmt: skip
         model.learn(160)
         runs.append(model.policy.state_dict())
@@ -409,3 +411,50 @@ def test_a_benchmark_spec_can_ask_for_the_matching_sparsity():
         resolve_hyperparams(AlgoSpec.parse("DS-SAC:sparsity='match:256-256'"), "HalfCheetah-v5")
     with pytest.raises(ValueError, match="hidden widths"):
         resolve_hyperparams(AlgoSpec.parse("DS-SAC:critic_sparsity='match:wide'"), "HalfCheetah-v5")
+
+
+def test_rigl_takes_the_dense_weight_gradient_at_evolution_steps_only(monkeypatch):
+    """On the kernels the weight gradient exists at the connections only; RigL's growth needs it everywhere, and it
+    must be computed then (growth would read nothing otherwise) and at no other step (it costs a dense product)."""
+    model = sb3_dst.DSSAC(
+        "MlpPolicy", "Pendulum-v1", seed=0, sparsity=0.8, learning_starts=50, batch_size=32,
+        policy_kwargs=dict(net_arch=[64, 64]), evolution_interval=20, growth="gradient", sparse_backend="sparse",
+    )  # fmt: skip
+    dense_at: dict[str, set[int]] = {"actor": set(), "critic": set()}
+    evolved_at: dict[str, set[int]] = {"actor": set(), "critic": set()}
+    for network in dense_at:
+        for layer in sparse_layers(getattr(model, network)):
+            state = layer.__dict__["_sparse_state"]
+
+            def spy(due=state.dense_grad_due, network=network):
+                answer = due()
+                if answer:
+                    dense_at[network].add(int(model._n_updates))
+                return answer
+
+            state.dense_grad_due = spy
+    evolve = type(model)._evolve_topology
+
+    def recording_evolve(self, network):
+        evolved_at[network].add(int(self._n_updates))
+        return evolve(self, network)
+
+    monkeypatch.setattr(type(model), "_evolve_topology", recording_evolve)
+    model.learn(150)  # 100 gradient steps, evolution every 20
+    for network in ("actor", "critic"):
+        assert len(evolved_at[network]) >= 4, network
+        assert dense_at[network] == evolved_at[network], network
+
+
+def test_convolutions_on_the_sparse_backend_are_logged_once(caplog):
+    from sb3_dst.common import sparse_backend
+
+    sparse_backend._log_once.cache_clear()
+    with caplog.at_level("WARNING", logger=sparse_backend.__name__):
+        for _ in range(3):
+            conv = nn.Conv2d(2, 4, 3)
+            add_mask(conv, 30)
+            assert set_backend(conv, "sparse") is False
+    messages = [record.getMessage() for record in caplog.records if "masked path" in record.getMessage()]
+    assert messages == ["sb3-dst: sparse_backend='sparse' computes fully connected layers on their connections; "
+                        "Conv2d layers stay on the masked path"]  # fmt: skip
