@@ -11,9 +11,12 @@ Two parts, one process, one torch thread, denormals flushed:
   median over rounds, and each ratio the median of the per-round ratios (robust to a machine's drifts).
 - ``layers``: forward plus backward (input and weight gradients) of one sparse layer, torch's dense product on
   the masked weight against the sparse kernels, over widths, batches and densities: where the kernels win.
+- ``payoff``: the agents of the payoff campaigns (``benchmarks/results/wide_*``) as their runs were configured,
+  and the dense algorithm at their wide agent's widths, per gradient step in alternating blocks.
 
     python benchmarks/train_speed.py models --out benchmarks/results/train_speed/models.json
     python benchmarks/train_speed.py layers --out benchmarks/results/train_speed/layers.json
+    python benchmarks/train_speed.py payoff --out benchmarks/results/train_speed/payoff.json
     python benchmarks/train_speed.py report --out benchmarks/results/train_speed
 
 Results are written after each model or layer, and a rerun skips what its JSON already holds (``--redo`` to time
@@ -123,6 +126,76 @@ def time_models(out: Path, rounds: int, steps: int, redo: bool, only: str | None
             auto_over_masked=ratio("auto", "masked"), dense_over_sparse=ratio("dense", "sparse"),
             critic_layers_auto=layers,
         )  # fmt: skip
+        _save(out, results)
+
+
+PAYOFF_CAMPAIGNS = ("wide_crossq_100k", "wide_sac_100k")
+
+
+def payoff_specs(results_dir: Path) -> list[dict[str, Any]]:
+    """The agents of the payoff campaigns (issue #26), as their runs were configured (each method's seed-0
+    ``config.json``), plus the dense algorithm at the wide agent's widths, which the campaigns could not afford."""
+    specs = []
+    for campaign in PAYOFF_CAMPAIGNS:
+        directory = results_dir / campaign
+        labels = json.loads((directory / "labels.json").read_text()) if (directory / "labels.json").exists() else {}
+        configs = {}
+        for path in sorted(directory.glob("runs/*__seed0/config.json")):
+            config = json.loads(path.read_text())
+            configs[config["algo"]] = config
+        if not configs:
+            continue
+        dense = next(config for algo, config in configs.items() if ":" not in algo and not algo.startswith("DS-"))
+        for algo, config in configs.items():
+            role = "dense" if config is dense else "sparse"
+            specs.append(
+                dict(name=f"{campaign}: {labels.get(algo, algo)}", campaign=campaign, config=config, role=role)
+            )
+        wide = max(configs.values(), key=lambda config: _widest(config["hyperparams"]["policy_kwargs"]["net_arch"]))
+        wide_dense = json.loads(json.dumps(dense))
+        wide_dense["hyperparams"]["policy_kwargs"]["net_arch"] = wide["hyperparams"]["policy_kwargs"]["net_arch"]
+        widths = _widest(wide["hyperparams"]["policy_kwargs"]["net_arch"])
+        specs.append(dict(name=f"{campaign}: {dense['algo']} {widths} (dense, not run)", campaign=campaign,
+                          config=wide_dense, role="dense wide"))  # fmt: skip
+    return specs
+
+
+def _widest(net_arch: Any) -> int:
+    layers = [width for part in net_arch.values() for width in part] if isinstance(net_arch, dict) else net_arch
+    return max(layers)
+
+
+def time_payoff(out: Path, rounds: int, steps: int, results_dir: Path) -> None:
+    """Time per gradient step of the payoff campaigns' agents, each campaign's agents side by side in alternating
+    blocks on the same replay data (its dense narrow agent, its sparse agents, and the dense wide agent)."""
+    from sb3_dst.benchmark.specs import RunConfig
+    from sb3_dst.benchmark.worker import build_model
+
+    results = _load(out)
+    results.setdefault("payoff", {})
+    specs = payoff_specs(results_dir)
+    for campaign in sorted({spec["campaign"] for spec in specs}):
+        models, roles = {}, {}
+        for spec in (spec for spec in specs if spec["campaign"] == campaign):
+            config = RunConfig.from_json(spec["config"])
+            config.hyperparams["buffer_size"] = 10_000  # the step's cost does not depend on the unused capacity
+            model = build_model(config, ENV_ID)
+            model.set_logger(configure(None, [""]))
+            models[spec["name"]] = (model, int(config.hyperparams["batch_size"]))
+            roles[spec["name"]] = spec["role"]
+        fill_buffers(ENV_ID, [model for model, _ in models.values()], 2000, seed=0)
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for model, batch_size in models.values():
+            model.train(gradient_steps=2, batch_size=batch_size)
+        for round_ in tqdm(range(rounds), desc=campaign, file=sys.stderr):
+            for name in list(models) if round_ % 2 == 0 else list(reversed(models)):
+                model, batch_size = models[name]
+                start = time.perf_counter()
+                model.train(gradient_steps=steps, batch_size=batch_size)
+                times[name].append((time.perf_counter() - start) / steps)
+        for name, values in times.items():
+            results["payoff"][name] = dict(campaign=campaign, role=roles[name], rounds=rounds, steps=steps,
+                                           ms_per_step=statistics.median(values) * 1e3)  # fmt: skip
         _save(out, results)
 
 
@@ -302,6 +375,9 @@ def write_report(directory: Path) -> Path:
                 lines.append(f"| {width} | {batch} | " + " | ".join(cells) + " |")
         lines += _rule_against_layers(layers["layers"])
         lines += _against_sparseprop(layers["layers"])
+    payoff = _load(directory / "payoff.json").get("payoff", {})
+    if payoff:
+        lines += _payoff_table(payoff, _provenance("payoff.json", _load(directory / "payoff.json")))
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -310,11 +386,35 @@ def write_report(directory: Path) -> Path:
 def _provenance(name: str, data: dict[str, Any]) -> str:
     """Which code measured a results file, when, and whether denormals were flushed (files from before these
     fields were recorded say so)."""
-    flushed = {True: "denormals flushed", False: "denormals NOT flushed (the CPU cannot)"}.get(
-        data.get("denormals_flushed"), "denormals flushed by the script (not recorded in the file)"
-    )
+    flushed = data.get("denormals_flushed")
+    if flushed is None:
+        flushed = "denormals flushed by the script (not recorded in the file)"
+    else:
+        flushed = "denormals flushed" if flushed else "denormals NOT flushed (the CPU cannot)"
     measured = data.get("measured_utc", "on a date not recorded")
     return f"`{name}`: sb3-dst {data.get('sb3_dst', '?')}, measured {measured}, {flushed}."
+
+
+def _payoff_table(payoff: dict[str, Any], provenance: str) -> list[str]:
+    """The payoff agents' time per gradient step, against each campaign's dense narrow agent (its first entry)."""
+    lines = [
+        "",
+        "## The payoff agents, per gradient step",
+        "",
+        "The agents of the payoff campaigns as their runs were configured (seed 0's `config.json`), and the dense "
+        "algorithm at the wide agent's widths, timed side by side in alternating blocks on the same replay data "
+        f"(`payoff` part). {provenance}",
+        "",
+        "| campaign | agent | ms per gradient step | × the dense 256-wide agent |",
+        "| --- | --- | --- | --- |",
+    ]
+    for campaign in dict.fromkeys(row["campaign"] for row in payoff.values()):
+        rows = {name: row for name, row in payoff.items() if row["campaign"] == campaign}
+        reference = next((row["ms_per_step"] for row in rows.values() if row["role"] == "dense"), None)
+        for name, row in rows.items():
+            times = f"{row['ms_per_step'] / reference:.2f}x" if reference else "–"
+            lines.append(f"| {campaign} | {name.split(': ', 1)[1]} | {row['ms_per_step']:.1f} | {times} |")
+    return lines
 
 
 def _rule_against_layers(layers: dict[str, Any]) -> list[str]:
@@ -382,13 +482,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("part", choices=["models", "layers", "report"])
+    parser.add_argument("part", choices=["models", "layers", "payoff", "report"])
     parser.add_argument("--out", type=Path, required=True, help="JSON file (models, layers) or directory (report)")
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per model (default 6)")
     parser.add_argument("--steps", type=int, default=6, help="gradient steps per block (default 6)")
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer setting (default 30)")
     parser.add_argument("--only", default=None, help="time only the models whose name contains this text")
     parser.add_argument("--redo", action="store_true", help="time again what the JSON already holds")
+    parser.add_argument(
+        "--results", type=Path, default=Path(__file__).resolve().parent / "results",
+        help="payoff: the directory holding the payoff campaigns (default benchmarks/results)",
+    )  # fmt: skip
     args = parser.parse_args()
     th.set_num_threads(1)
     if not th.set_flush_denormal(True):
@@ -397,6 +501,8 @@ def main() -> int:
         time_models(args.out, args.rounds, args.steps, args.redo, args.only)
     elif args.part == "layers":
         time_layers(args.out, args.repeats, args.redo)
+    elif args.part == "payoff":
+        time_payoff(args.out, args.rounds, args.steps, args.results)
     else:
         print(write_report(args.out))
     return 0

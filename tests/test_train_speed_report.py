@@ -70,3 +70,46 @@ def test_without_sparseprop_the_report_says_there_is_no_comparison(train_speed: 
     text = train_speed.write_report(tmp_path).read_text()
     assert "SparseProp was not installed when the layers were timed" in text
     assert "## Against SparseProp" not in text
+
+
+def _config(tmp: Path, campaign: str, run: str, algo: str, net_arch: Any) -> None:
+    run_dir = tmp / campaign / "runs" / run
+    run_dir.mkdir(parents=True)
+    hyperparams = {"batch_size": 256, "policy_kwargs": {"net_arch": net_arch}}
+    (run_dir / "config.json").write_text(json.dumps(dict(algo=algo, env_id="HalfCheetah-v5", hyperparams=hyperparams)))
+
+
+def test_the_payoff_times_the_campaigns_agents_and_the_dense_wide_one_against_the_dense_narrow(
+    train_speed: Any, tmp_path: Path
+) -> None:
+    campaign = "wide_sac_100k"
+    wide = "DS-SAC:actor_sparsity='match:256-256'"
+    _config(tmp_path, campaign, "HalfCheetah-v5__SAC__seed0", "SAC", [256, 256])
+    _config(tmp_path, campaign, "HalfCheetah-v5__DS-SAC__seed0", "DS-SAC", [256, 256])
+    _config(tmp_path, campaign, "HalfCheetah-v5__DS-SAC__wide__seed0", wide, [1024, 1024])
+    _config(tmp_path, campaign, "HalfCheetah-v5__SAC__seed1", "SAC", [256, 256])  # seed 0's config stands for all
+    (tmp_path / campaign / "labels.json").write_text(json.dumps({"SAC": "SAC 256 (dense)", wide: "DS-SAC 1024"}))
+    specs = {spec["name"]: spec for spec in train_speed.payoff_specs(tmp_path)}
+    assert sorted(specs) == [
+        "wide_sac_100k: DS-SAC", "wide_sac_100k: DS-SAC 1024", "wide_sac_100k: SAC 1024 (dense, not run)",
+        "wide_sac_100k: SAC 256 (dense)",
+    ]  # fmt: skip
+    assert specs["wide_sac_100k: SAC 256 (dense)"]["role"] == "dense"
+    dense_wide = specs["wide_sac_100k: SAC 1024 (dense, not run)"]
+    assert dense_wide["role"] == "dense wide" and dense_wide["config"]["algo"] == "SAC"
+    assert dense_wide["config"]["hyperparams"]["policy_kwargs"]["net_arch"] == [1024, 1024]
+    # the dense narrow agent's own config is untouched by the copy
+    assert specs["wide_sac_100k: SAC 256 (dense)"]["config"]["hyperparams"]["policy_kwargs"]["net_arch"] == [256, 256]
+
+    # the report's ratio is to the dense narrow agent, whatever the other names contain
+    rows = {
+        f"{campaign}: DS-SAC 1024 (sparse at dense 256 connections)": dict(role="sparse", ms_per_step=30.0),
+        f"{campaign}: SAC 1024 (dense, not run)": dict(role="dense wide", ms_per_step=100.0),
+        f"{campaign}: SAC 256 (dense)": dict(role="dense", ms_per_step=10.0),
+    }
+    for row in rows.values():
+        row["campaign"] = campaign
+    (tmp_path / "payoff.json").write_text(json.dumps(dict(payoff=rows)))
+    text = train_speed.write_report(tmp_path).read_text()
+    assert "| wide_sac_100k | DS-SAC 1024 (sparse at dense 256 connections) | 30.0 | 3.00x |" in text
+    assert "| wide_sac_100k | SAC 1024 (dense, not run) | 100.0 | 10.00x |" in text
