@@ -100,15 +100,9 @@ def time_models(out: Path, rounds: int, steps: int, redo: bool, only: str | None
         versions = {backend: build(spec, backend) for backend in BACKENDS}
         versions["dense"] = build(spec, None)
         fill_buffers(ENV_ID, list(versions.values()), 2000, seed=0)
-        times: dict[str, list[float]] = {name: [] for name in versions}
-        for model in versions.values():  # warm-up: kernels loaded, indices built, optimizer states made
-            model.train(gradient_steps=2, batch_size=spec["batch_size"])
-        for round_ in range(rounds):
-            order = list(versions) if round_ % 2 == 0 else list(reversed(versions))
-            for name in order:
-                start = time.perf_counter()
-                versions[name].train(gradient_steps=steps, batch_size=spec["batch_size"])
-                times[name].append((time.perf_counter() - start) / steps)
+        times = _time_alternating(
+            {name: (model, spec["batch_size"]) for name, model in versions.items()}, rounds, steps
+        )
         per_step = {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
         def ratio(a: str, b: str, times: dict[str, list[float]] = times) -> float:
@@ -127,6 +121,22 @@ def time_models(out: Path, rounds: int, steps: int, redo: bool, only: str | None
             critic_layers_auto=layers,
         )  # fmt: skip
         _save(out, results)
+
+
+def _time_alternating(models: dict[str, tuple[Any, int]], rounds: int, steps: int) -> dict[str, list[float]]:
+    """Seconds per gradient step of each ``name: (model, batch size)``, one value per round: blocks of ``steps``
+    gradient steps alternate between the models, in reverse order every other round, after a warm-up (kernels
+    loaded, indices built, optimizer states made)."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model, batch_size in models.values():
+        model.train(gradient_steps=2, batch_size=batch_size)
+    for round_ in range(rounds):
+        for name in list(models) if round_ % 2 == 0 else list(reversed(models)):
+            model, batch_size = models[name]
+            start = time.perf_counter()
+            model.train(gradient_steps=steps, batch_size=batch_size)
+            times[name].append((time.perf_counter() - start) / steps)
+    return times
 
 
 PAYOFF_CAMPAIGNS = ("wide_crossq_100k", "wide_sac_100k")
@@ -151,10 +161,12 @@ def payoff_specs(results_dir: Path) -> list[dict[str, Any]]:
             specs.append(
                 dict(name=f"{campaign}: {labels.get(algo, algo)}", campaign=campaign, config=config, role=role)
             )
-        wide = max(configs.values(), key=lambda config: _widest(config["hyperparams"]["policy_kwargs"]["net_arch"]))
+        wide_arch = max(
+            (config["hyperparams"]["policy_kwargs"]["net_arch"] for config in configs.values()), key=_widest
+        )
         wide_dense = json.loads(json.dumps(dense))
-        wide_dense["hyperparams"]["policy_kwargs"]["net_arch"] = wide["hyperparams"]["policy_kwargs"]["net_arch"]
-        widths = _widest(wide["hyperparams"]["policy_kwargs"]["net_arch"])
+        wide_dense["hyperparams"]["policy_kwargs"]["net_arch"] = wide_arch
+        widths = _widest(wide_arch)
         specs.append(dict(name=f"{campaign}: {dense['algo']} {widths} (dense, not run)", campaign=campaign,
                           config=wide_dense, role="dense wide"))  # fmt: skip
     return specs
@@ -174,7 +186,7 @@ def time_payoff(out: Path, rounds: int, steps: int, results_dir: Path) -> None:
     results = _load(out)
     results.setdefault("payoff", {})
     specs = payoff_specs(results_dir)
-    for campaign in sorted({spec["campaign"] for spec in specs}):
+    for campaign in tqdm(sorted({spec["campaign"] for spec in specs}), desc="payoff", file=sys.stderr):
         models, roles = {}, {}
         for spec in (spec for spec in specs if spec["campaign"] == campaign):
             config = RunConfig.from_json(spec["config"])
@@ -184,15 +196,7 @@ def time_payoff(out: Path, rounds: int, steps: int, results_dir: Path) -> None:
             models[spec["name"]] = (model, int(config.hyperparams["batch_size"]))
             roles[spec["name"]] = spec["role"]
         fill_buffers(ENV_ID, [model for model, _ in models.values()], 2000, seed=0)
-        times: dict[str, list[float]] = {name: [] for name in models}
-        for model, batch_size in models.values():
-            model.train(gradient_steps=2, batch_size=batch_size)
-        for round_ in tqdm(range(rounds), desc=campaign, file=sys.stderr):
-            for name in list(models) if round_ % 2 == 0 else list(reversed(models)):
-                model, batch_size = models[name]
-                start = time.perf_counter()
-                model.train(gradient_steps=steps, batch_size=batch_size)
-                times[name].append((time.perf_counter() - start) / steps)
+        times = _time_alternating(models, rounds, steps)
         for name, values in times.items():
             results["payoff"][name] = dict(campaign=campaign, role=roles[name], rounds=rounds, steps=steps,
                                            ms_per_step=statistics.median(values) * 1e3)  # fmt: skip
@@ -375,9 +379,9 @@ def write_report(directory: Path) -> Path:
                 lines.append(f"| {width} | {batch} | " + " | ".join(cells) + " |")
         lines += _rule_against_layers(layers["layers"])
         lines += _against_sparseprop(layers["layers"])
-    payoff = _load(directory / "payoff.json").get("payoff", {})
-    if payoff:
-        lines += _payoff_table(payoff, _provenance("payoff.json", _load(directory / "payoff.json")))
+    payoff = _load(directory / "payoff.json")
+    if payoff.get("payoff"):
+        lines += _payoff_table(payoff["payoff"], _provenance("payoff.json", payoff))
     path = directory / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -396,7 +400,7 @@ def _provenance(name: str, data: dict[str, Any]) -> str:
 
 
 def _payoff_table(payoff: dict[str, Any], provenance: str) -> list[str]:
-    """The payoff agents' time per gradient step, against each campaign's dense narrow agent (its first entry)."""
+    """The payoff agents' time per gradient step, against each campaign's dense narrow agent (role "dense")."""
     lines = [
         "",
         "## The payoff agents, per gradient step",
@@ -483,7 +487,9 @@ def main() -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("part", choices=["models", "layers", "payoff", "report"])
-    parser.add_argument("--out", type=Path, required=True, help="JSON file (models, layers) or directory (report)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="JSON file (models, layers, payoff) or directory (report)"
+    )
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per model (default 6)")
     parser.add_argument("--steps", type=int, default=6, help="gradient steps per block (default 6)")
     parser.add_argument("--repeats", type=int, default=30, help="timings per layer setting (default 30)")
